@@ -1,0 +1,473 @@
+//! The `agenthook` command line: `serve` runs the host; `events` and `plugin` are thin
+//! clients of the admin API.
+//!
+//! This is glue: it parses arguments, reads the environment, binds ports and prints.
+//! The library does the work.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::{Host, Listeners};
+
+/// Exit status for a bad config or bad arguments (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
+/// Exit status when a port cannot be bound (sysexits EX_UNAVAILABLE).
+const EX_UNAVAILABLE: u8 = 69;
+
+#[derive(Debug, Parser)]
+#[command(name = "agenthook", version, about = "A webhook host for AI agents")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host. With no --config, serves the embedded defaults on loopback.
+    Serve {
+        /// Path to the TOML config.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+        log_format: LogFormat,
+    },
+    /// Inspect stored events and their deliveries.
+    Events {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Inspect loaded plugins.
+    Plugin {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Base URL of the admin API.
+    #[arg(
+        long,
+        env = "AGENTHOOK_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090",
+        global = true
+    )]
+    admin_url: String,
+    /// Admin bearer token; defaults to the token file the host generated in --data-dir.
+    #[arg(
+        long,
+        env = "AGENTHOOK_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
+    /// The host's data dir, where a generated admin token is kept.
+    #[arg(long, default_value = crate::config::DEFAULT_DATA_DIR, global = true)]
+    data_dir: PathBuf,
+    /// Print the raw JSON answer.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// List events, newest first.
+    List {
+        #[arg(long)]
+        source: Option<String>,
+        /// The sender's event id.
+        #[arg(long)]
+        event_id: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// pending, retrying, done or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Unix ms or a duration ago (15m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Continue from a previous page's cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one event with its payload, deliveries and every attempt.
+    Show {
+        /// The host's event id (the `id` column of `events list`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// List loaded plugins with their versions, limits and grants.
+    List,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agenthook: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, log_format } => serve(config, log_format).await,
+            Command::Events { client, command } => report(events(&client, command).await),
+            Command::Plugin { client, command } => report(plugins(&client, command).await),
+        }
+    })
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agenthook: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTHOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
+    let config = match &config_path {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agenthook: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if config.embedded_default {
+        tracing::warn!(
+            "no --config given: serving the embedded defaults (loopback only, a `demo` source with the README's public secret)"
+        );
+    }
+    let (listen, admin_listen) = (config.server.listen, config.server.admin_listen);
+    let host = match Host::prepare(config).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("agenthook: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if let Some(path) = &host.admin_token_file {
+        tracing::info!(path = %path.display(), "admin token (generated; set AGENTHOOK_ADMIN_TOKEN or server.admin_token to choose one)");
+    }
+    let bind = |addr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let listeners = match (bind(listen).await, bind(admin_listen).await) {
+        (Ok(ingress), Ok(admin)) => Listeners { ingress, admin },
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("agenthook: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let (ingress_addr, admin_addr) =
+        match (listeners.ingress.local_addr(), listeners.admin.local_addr()) {
+            (Ok(i), Ok(a)) => (i, a),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("agenthook: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    // One line on stdout that scripts and tests can wait for.
+    println!("agenthook ready ingress=http://{ingress_addr} admin=http://{admin_addr}");
+    match host.serve(listeners, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agenthook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A minimal JSON client of the admin API.
+struct AdminClient {
+    base: String,
+    token: String,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    fn new(args: &ClientArgs) -> anyhow::Result<AdminClient> {
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = args.data_dir.join("admin.token");
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!(
+                            "no admin token: pass --token, set AGENTHOOK_ADMIN_TOKEN, or point --data-dir at the host's data dir ({} not readable)",
+                            path.display()
+                        )
+                    })?
+                    .trim()
+                    .to_string()
+            }
+        };
+        Ok(AdminClient {
+            base: args.admin_url.trim_end_matches('/').to_string(),
+            token,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    async fn get(&self, path_and_query: &str) -> anyhow::Result<Value> {
+        let req = http::Request::get(format!("{}{path_and_query}", self.base))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .body(Full::new(Bytes::new()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|_| anyhow!("the admin API answered {status} with a non-JSON body"))?;
+        if !status.is_success() {
+            let msg = value["error"].as_str().unwrap_or("(no message)");
+            bail!("{status}: {msg}");
+        }
+        Ok(value)
+    }
+}
+
+async fn events(args: &ClientArgs, command: EventsCommand) -> anyhow::Result<()> {
+    let client = AdminClient::new(args)?;
+    match command {
+        EventsCommand::List {
+            source,
+            event_id,
+            event_type,
+            status,
+            plugin,
+            since,
+            until,
+            limit,
+            cursor,
+        } => {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            let params = [
+                ("source", source),
+                ("event_id", event_id),
+                ("type", event_type),
+                ("status", status),
+                ("plugin", plugin),
+                ("since", since),
+                ("until", until),
+                ("limit", limit.map(|l| l.to_string())),
+                ("cursor", cursor),
+            ];
+            for (k, v) in params {
+                if let Some(v) = v {
+                    q.append_pair(k, &v);
+                }
+            }
+            let value = client
+                .get(&format!("/admin/v1/events?{}", q.finish()))
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
+            println!(
+                "{:<8} {:<12} {:<26} {:<30} {:<14} DELIVERIES",
+                "ID", "SOURCE", "EVENT ID", "TYPE", "STATUS"
+            );
+            for e in value["events"].as_array().into_iter().flatten() {
+                let deliveries: Vec<String> = e["delivery_summary"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| format!("{}={}/{}", s(&d["plugin"]), s(&d["status"]), d["attempts"]))
+                    .collect();
+                println!(
+                    "{:<8} {:<12} {:<26} {:<30} {:<14} {}",
+                    s(&e["id"]),
+                    s(&e["source"]),
+                    s(&e["event_id"]),
+                    s(&e["type"]),
+                    s(&e["status"]),
+                    deliveries.join(" ")
+                );
+            }
+            if let Some(c) = value["next_cursor"].as_str() {
+                println!("more: --cursor {c}");
+            }
+        }
+        EventsCommand::Show { id } => {
+            let value = client
+                .get(&format!("/admin/v1/events/{}", urlencode(&id)))
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
+            println!(
+                "event {} ({} on {})",
+                s(&value["id"]),
+                s(&value["event_id"]),
+                s(&value["source"])
+            );
+            println!("  type:     {}", s(&value["type"]));
+            println!("  received: {} ms", value["received_at_ms"]);
+            println!("  status:   {}", s(&value["status"]));
+            for d in value["deliveries"].as_array().into_iter().flatten() {
+                println!("  plugin {}: {}", s(&d["plugin"]), s(&d["status"]));
+                for a in d["attempts"].as_array().into_iter().flatten() {
+                    println!(
+                        "    attempt {} at {} ms: {} in {} ms{}",
+                        a["number"],
+                        a["started_at_ms"],
+                        s(&a["outcome"]),
+                        a["duration_ms"],
+                        a["error"]
+                            .as_str()
+                            .map(|e| format!(" — {e}"))
+                            .unwrap_or_default()
+                    );
+                    for line in a["logs"].as_array().into_iter().flatten() {
+                        println!("      {}", s(line));
+                    }
+                }
+            }
+            match value["body"].as_str() {
+                Some(body) => println!("  body: {body}"),
+                None => println!("  body (base64): {}", s(&value["body_base64"])),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn plugins(args: &ClientArgs, command: PluginCommand) -> anyhow::Result<()> {
+    let client = AdminClient::new(args)?;
+    match command {
+        PluginCommand::List => {
+            let value = client.get("/admin/v1/plugins").await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
+            println!(
+                "{:<20} {:<14} {:<10} SUBSCRIBES",
+                "NAME", "VERSION", "IN FLIGHT"
+            );
+            for p in value["plugins"].as_array().into_iter().flatten() {
+                let subs: Vec<String> = p["subscribe"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|sub| match sub["types"].as_array() {
+                        Some(t) => format!(
+                            "{}:{}",
+                            s(&sub["source"]),
+                            t.iter().map(s).collect::<Vec<_>>().join("|")
+                        ),
+                        None => format!("{}:*", s(&sub["source"])),
+                    })
+                    .collect();
+                let version = s(&p["version"]);
+                println!(
+                    "{:<20} {:<14} {:<10} {}",
+                    s(&p["name"]),
+                    &version[..version.len().min(12)],
+                    p["in_flight"],
+                    subs.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

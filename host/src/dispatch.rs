@@ -1,0 +1,317 @@
+//! The dispatcher: takes due deliveries from the store, runs each in its plugin under
+//! the plugin's concurrency limit, and commits the outcome: done, retry at
+//! now + backoff, or dead letter.
+//!
+//! A delivery stays in the store's due queue until its outcome is committed, so a crash
+//! at any point means the attempt runs again after restart (at-least-once); the
+//! idempotency key lets a handler make that harmless. Plugins are served
+//! independently: a plugin at its concurrency limit never delays another.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::manifest::RetryPolicy;
+use crate::runtime::registry::{Plugin, Registry};
+use crate::runtime::{CallOutcome, MAX_INSTANCES, Runtime, WitEvent};
+use crate::store::{Attempt, AttemptOutcome, DeliveryStatus, EventId, Next, Store, now_ms};
+use crate::tools::Tools;
+
+/// How long in-flight deliveries get to finish at shutdown before they are abandoned
+/// (they stay due and run again after restart).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The dispatcher's shared state.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    runtime: Arc<Runtime>,
+    registry: Arc<Registry>,
+    /// Woken by the store when deliveries become due, and when an attempt finishes.
+    wake: Arc<Notify>,
+    /// Instances running at once across all plugins.
+    global: Arc<Semaphore>,
+    /// (event, plugin) pairs being attempted now; they are still in the due queue.
+    inflight: Arc<Mutex<HashSet<(EventId, Arc<str>)>>>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, runtime: Arc<Runtime>, registry: Arc<Registry>) -> Self {
+        Dispatcher {
+            wake: store.due_changed(),
+            store,
+            runtime,
+            registry,
+            global: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
+            inflight: Arc::default(),
+        }
+    }
+
+    /// Wake the dispatch loop (e.g. after the plugin set changed).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Run until `shutdown` resolves, then let in-flight attempts finish (up to a
+    /// deadline).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tasks = JoinSet::new();
+        loop {
+            let next_due = self.dispatch_due(&mut tasks);
+            while tasks.try_join_next().is_some() {}
+            let sleep = match next_due {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                () = &mut shutdown => break,
+            }
+        }
+        if tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                abandoned = tasks.len(),
+                "in-flight deliveries did not finish in time; they will run again after restart"
+            );
+            tasks.abort_all();
+        }
+    }
+
+    /// Start every due delivery that has a free permit. Returns when the next
+    /// delivery that could not start now is due (None: nothing is waiting on time).
+    fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Option<u64> {
+        let now = now_ms();
+        let mut next_due: Option<u64> = None;
+        for plugin in self.registry.snapshot().values() {
+            let free = plugin.permits.available_permits();
+            if free == 0 {
+                continue; // a finishing attempt wakes us
+            }
+            let inflight_here = {
+                let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                inflight.iter().filter(|(_, p)| *p == plugin.name).count()
+            };
+            let (due, later) = match self.store.due(&plugin.name, now, free + inflight_here) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(plugin = %plugin.name, error = %e, "cannot read the due queue");
+                    next_due = Some(now + 1000);
+                    continue;
+                }
+            };
+            let mut saturated = false;
+            for (_, id) in due {
+                let key = (id, plugin.name.clone());
+                if self
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&key)
+                {
+                    continue;
+                }
+                let Ok(permit) = plugin.permits.clone().try_acquire_owned() else {
+                    saturated = true;
+                    break;
+                };
+                let Ok(global) = self.global.clone().try_acquire_owned() else {
+                    saturated = true;
+                    break;
+                };
+                self.inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone());
+                let this = self.clone();
+                let plugin = plugin.clone();
+                tasks.spawn(async move {
+                    this.attempt(&plugin, id).await;
+                    this.inflight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                    drop((permit, global));
+                    this.wake.notify_one();
+                });
+            }
+            if !saturated {
+                if let Some(at) = later {
+                    next_due = Some(next_due.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        next_due
+    }
+
+    /// One attempt of one delivery, start to committed outcome.
+    async fn attempt(&self, plugin: &Plugin, id: EventId) {
+        let name = &*plugin.name;
+        let (event, delivery) = match (self.store.event(id), self.store.delivery(id, name)) {
+            (Ok(Some(e)), Ok(Some(d))) => (e, d),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(plugin = name, event = id, error = %e, "cannot load a due delivery");
+                return;
+            }
+            _ => {
+                tracing::error!(
+                    plugin = name,
+                    event = id,
+                    "a due delivery has no stored event"
+                );
+                return;
+            }
+        };
+        if !matches!(
+            delivery.status,
+            DeliveryStatus::Pending | DeliveryStatus::Retrying
+        ) {
+            return;
+        }
+        let number = delivery.attempts.len() as u32 + 1;
+        let wit_event = WitEvent {
+            id: id.to_string(),
+            event_id: event.meta.event_id.clone(),
+            source: event.meta.source.clone(),
+            event_type: event.meta.event_type.clone(),
+            received_at_ms: event.meta.received_at_ms,
+            attempt: number,
+            idempotency_key: idempotency_key(id, name),
+            headers: event.meta.headers.clone(),
+            body: event.body,
+        };
+        let tools = Tools::new(
+            plugin.name.clone(),
+            id,
+            plugin.manifest.grants.clone(),
+            plugin.config.clone(),
+            self.store.clone(),
+        );
+        let started_at_ms = now_ms();
+        let report = self
+            .runtime
+            .call(&plugin.compiled, &plugin.manifest, tools, wit_event)
+            .await;
+        let retry = &plugin.manifest.retry;
+        let (outcome, error, next) = match report.outcome {
+            CallOutcome::Done => (AttemptOutcome::Done, None, Next::Done),
+            CallOutcome::Permanent(reason) => (AttemptOutcome::Dead, Some(reason), Next::Dead),
+            CallOutcome::Retry { reason, .. } if number >= retry.max_attempts => (
+                AttemptOutcome::Dead,
+                Some(format!(
+                    "{reason} (attempt {number} of retry.max_attempts {})",
+                    retry.max_attempts
+                )),
+                Next::Dead,
+            ),
+            CallOutcome::Retry { reason, delay_ms } => {
+                let delay = backoff(retry, number, delay_ms, &mut rand::rng());
+                (
+                    AttemptOutcome::Retry,
+                    Some(reason),
+                    Next::RetryAt(now_ms() + delay),
+                )
+            }
+        };
+        tracing::info!(
+            plugin = name,
+            event = id,
+            attempt = number,
+            outcome = ?outcome,
+            duration_ms = report.duration.as_millis() as u64,
+            error = error.as_deref().unwrap_or(""),
+            "delivery attempt finished"
+        );
+        let attempt = Attempt {
+            number,
+            started_at_ms,
+            duration_ms: report.duration.as_millis() as u64,
+            outcome,
+            error,
+            plugin_version: plugin.compiled.version.clone(),
+            logs: report.logs,
+        };
+        if let Err(e) = self.store.record_attempt(id, name, attempt, next).await {
+            // The delivery stays due and runs again: at-least-once.
+            tracing::error!(plugin = name, event = id, error = %e, "cannot record an attempt");
+        }
+    }
+}
+
+/// Stable per (event, plugin): the same on every attempt and replay.
+pub fn idempotency_key(id: EventId, plugin: &str) -> String {
+    format!("agenthook:{id}:{plugin}")
+}
+
+/// The delay before the next attempt after attempt `number` (1-based) failed.
+///
+/// Exponential with full jitter: uniformly random between `initial_backoff_ms` and
+/// `initial_backoff_ms * 2^(number-1)` capped at `max_backoff_ms`, so that deliveries
+/// that failed together do not retry together. A delay the handler asked for is
+/// honoured, kept within the same bounds.
+pub fn backoff(
+    policy: &RetryPolicy,
+    number: u32,
+    requested_ms: Option<u64>,
+    rng: &mut impl Rng,
+) -> u64 {
+    let (lo, hi) = (policy.initial_backoff_ms, policy.max_backoff_ms);
+    if let Some(ms) = requested_ms {
+        return ms.clamp(lo, hi);
+    }
+    let exp = number.saturating_sub(1).min(63);
+    let ceiling = lo.saturating_mul(1u64 << exp).min(hi);
+    rng.random_range(lo..=ceiling.max(lo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn backoff_grows_within_bounds_with_jitter() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for n in 1..=10 {
+            let ceiling = (100u64 << (n - 1)).min(1000);
+            let samples: Vec<u64> = (0..200).map(|_| backoff(&p, n, None, &mut rng)).collect();
+            assert!(
+                samples.iter().all(|d| (100..=ceiling).contains(d)),
+                "attempt {n}: {samples:?}"
+            );
+            if ceiling > 100 {
+                // Jitter: not all the same.
+                assert!(samples.iter().any(|d| *d != samples[0]));
+            }
+        }
+        assert_eq!(backoff(&p, 1, None, &mut rng), 100);
+    }
+
+    #[test]
+    fn requested_delay_is_honoured_within_bounds() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        assert_eq!(backoff(&p, 1, Some(500), &mut rng), 500);
+        assert_eq!(backoff(&p, 1, Some(5), &mut rng), 100);
+        assert_eq!(backoff(&p, 1, Some(50_000), &mut rng), 1000);
+    }
+}

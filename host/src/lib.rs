@@ -1,0 +1,224 @@
+//! agenthook: a webhook host for AI agents.
+//!
+//! A webhook follows one path through the modules: `ingress` verifies and acknowledges
+//! it once `store` has it on disk, `dispatch` hands each due delivery to `runtime`,
+//! which runs the plugin's handler in a sandbox where it can act only through `tools`.
+//! `admin` reads what happened; `config` is validated before any of it starts.
+//!
+//! The library never binds ports or reads the environment on its own (except for
+//! secrets named `env:` in the config): [`run`] takes bound listeners and a shutdown
+//! future, so tests serve on `127.0.0.1:0` exactly as the binary does.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod http;
+pub mod ingress;
+pub mod runtime;
+pub mod store;
+pub mod tools;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use config::{Config, ConfigError, Secret};
+use runtime::Runtime;
+use runtime::registry::{PluginError, Registry};
+use store::{Store, StoreError};
+
+/// Why the host could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("cannot start the WebAssembly runtime: {0:#}")]
+    Runtime(wasmtime::Error),
+    #[error("admin token file {path}: {source}")]
+    AdminToken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The two bound listeners the host serves.
+#[derive(Debug)]
+pub struct Listeners {
+    pub ingress: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// A host with its store open and plugins loaded, not yet serving.
+pub struct Host {
+    config: Config,
+    store: Store,
+    registry: Arc<Registry>,
+    runtime: Arc<Runtime>,
+    admin_token: Secret,
+    /// Where a generated admin token was written, if one was.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Open the store, load and compile every plugin, settle the admin token. Nothing
+    /// listens yet; any error here means the config or a plugin must be fixed.
+    pub async fn prepare(config: Config) -> Result<Host, RunError> {
+        let data_dir = config.server.data_dir.clone();
+        create_dir(&data_dir)?;
+        create_dir(&config.server.plugins_dir)?;
+        let store = Store::open(&data_dir)?;
+        let runtime = Arc::new(Runtime::new().map_err(RunError::Runtime)?);
+
+        let rt = runtime.clone();
+        let dir = config.server.plugins_dir.clone();
+        let plugins = tokio::task::spawn_blocking(move || runtime::registry::load_dir(&rt, &dir))
+            .await
+            .map_err(|e| RunError::Runtime(wasmtime::Error::msg(e.to_string())))??;
+        let registry = Arc::new(Registry::default());
+        for plugin in plugins {
+            for sub in &plugin.manifest.subscribe {
+                if !config.sources.contains_key(&sub.source) {
+                    tracing::warn!(plugin = %plugin.name, source = %sub.source, "plugin subscribes to a source that is not configured");
+                }
+            }
+            tracing::info!(plugin = %plugin.name, version = %&plugin.compiled.version[..12], "plugin loaded");
+            registry.insert(plugin);
+        }
+
+        let (admin_token, admin_token_file) = match &config.admin_token {
+            Some(t) => (t.clone(), None),
+            None => {
+                let path = data_dir.join("admin.token");
+                (load_or_create_token(&path)?, Some(path))
+            }
+        };
+        Ok(Host {
+            config,
+            store,
+            registry,
+            runtime,
+            admin_token,
+            admin_token_file,
+        })
+    }
+
+    /// Serve until `shutdown` resolves; then stop accepting, let in-flight requests and
+    /// deliveries finish (each up to a deadline), and close the store.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+
+        let ingress = Arc::new(ingress::Ingress::new(
+            &self.config,
+            self.store.clone(),
+            self.registry.clone(),
+        )?);
+        let admin = Arc::new(admin::Admin::new(
+            self.admin_token.clone(),
+            self.store.clone(),
+            self.registry.clone(),
+        ));
+        let dispatcher = dispatch::Dispatcher::new(
+            self.store.clone(),
+            self.runtime.clone(),
+            self.registry.clone(),
+        );
+
+        let ingress_task = tokio::spawn(http::serve(
+            listeners.ingress,
+            move |req| ingress.clone().handle(req),
+            stopped(),
+        ));
+        let admin_task = tokio::spawn(http::serve(
+            listeners.admin,
+            move |req| admin.clone().handle(req),
+            stopped(),
+        ));
+        let dispatch_task = tokio::spawn(dispatcher.run(stopped()));
+
+        shutdown.await;
+        tracing::info!("shutting down: draining requests and deliveries");
+        let _ = stop_tx.send(true);
+        let _ = ingress_task.await;
+        let _ = dispatch_task.await;
+        let _ = admin_task.await;
+        let Host { store, .. } = self;
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Prepare and serve: the whole host.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    Host::prepare(config)
+        .await?
+        .serve(listeners, shutdown)
+        .await
+}
+
+fn create_dir(path: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(path).map_err(|source| RunError::Dir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The generated admin token, kept in the data dir (mode 0600) so that the CLI on the
+/// same machine can read it and it survives restarts.
+fn load_or_create_token(path: &Path) -> Result<Secret, RunError> {
+    let err = |source| RunError::AdminToken {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(Secret::new(text.trim())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    use std::io::Write;
+    let mut file = opts.open(path).map_err(err)?;
+    file.write_all(token.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    Ok(Secret::new(token))
+}

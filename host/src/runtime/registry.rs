@@ -1,0 +1,170 @@
+//! The set of loaded plugins: read from `plugins_dir` (`NAME.toml` + `NAME.wasm`),
+//! validated and compiled before they can receive events.
+//!
+//! The set is swapped as a whole (readers take a snapshot), so a delivery always sees
+//! one consistent version of a plugin.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Semaphore;
+
+use super::{CompiledPlugin, LoadError, Runtime};
+use crate::config::manifest::Manifest;
+use crate::config::{ConfigError, Secret, validate_name};
+use crate::store::now_ms;
+
+/// A plugin that could not be loaded; the message names the file and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin `{name}`: cannot read {path}: {source}")]
+    Read {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin `{name}`: manifest {path}: {source}")]
+    Manifest {
+        name: String,
+        path: PathBuf,
+        source: ConfigError,
+    },
+    #[error("plugin `{name}`: {source}")]
+    Load { name: String, source: LoadError },
+    #[error("plugin `{name}`: {message}")]
+    Invalid { name: String, message: String },
+}
+
+/// One loaded plugin.
+pub struct Plugin {
+    pub name: Arc<str>,
+    pub manifest: Manifest,
+    pub compiled: CompiledPlugin,
+    /// Shared with every attempt's tools; resolved secrets included.
+    pub config: Arc<BTreeMap<String, Secret>>,
+    /// One permit per concurrent delivery (`limits.max_concurrency`).
+    pub permits: Arc<Semaphore>,
+    pub loaded_at_ms: u64,
+}
+
+/// The loaded plugins by name.
+#[derive(Default)]
+pub struct Registry {
+    plugins: RwLock<Arc<BTreeMap<String, Arc<Plugin>>>>,
+}
+
+impl Registry {
+    /// A consistent view of the loaded plugins.
+    pub fn snapshot(&self) -> Arc<BTreeMap<String, Arc<Plugin>>> {
+        self.plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.snapshot().get(name).cloned()
+    }
+
+    /// Names of the plugins subscribed to this source and event type.
+    pub fn subscribers(&self, source: &str, event_type: &str) -> Vec<String> {
+        self.snapshot()
+            .values()
+            .filter(|p| p.manifest.subscribes_to(source, event_type))
+            .map(|p| p.name.to_string())
+            .collect()
+    }
+
+    /// Add or replace a plugin.
+    pub fn insert(&self, plugin: Plugin) {
+        let mut guard = self.plugins.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = BTreeMap::clone(&guard);
+        next.insert(plugin.name.to_string(), Arc::new(plugin));
+        *guard = Arc::new(next);
+    }
+}
+
+/// Validate and compile one plugin from its manifest text and component bytes.
+/// CPU-heavy (compiles the component): call it off the async executor.
+pub fn build_plugin(
+    runtime: &Runtime,
+    name: &str,
+    manifest_text: &str,
+    wasm: &[u8],
+) -> Result<Plugin, PluginError> {
+    validate_name(name).map_err(|message| PluginError::Invalid {
+        name: name.to_string(),
+        message,
+    })?;
+    let manifest = Manifest::parse(manifest_text).map_err(|source| PluginError::Manifest {
+        name: name.to_string(),
+        path: PathBuf::from(format!("{name}.toml")),
+        source,
+    })?;
+    let compiled = runtime.compile(wasm).map_err(|source| PluginError::Load {
+        name: name.to_string(),
+        source,
+    })?;
+    Ok(Plugin {
+        name: Arc::from(name),
+        config: Arc::new(manifest.config.clone()),
+        permits: Arc::new(Semaphore::new(manifest.limits.max_concurrency as usize)),
+        manifest,
+        compiled,
+        loaded_at_ms: now_ms(),
+    })
+}
+
+/// Load every `NAME.toml` + `NAME.wasm` pair in `dir`. A manifest without its component
+/// (or the reverse) is an error, as is any invalid plugin: the host does not start
+/// with a plugin it was told to run but cannot.
+pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Plugin>, PluginError> {
+    let read_err = |path: &Path, source| PluginError::Read {
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| read_err(dir, e))? {
+        let path = entry.map_err(|e| read_err(dir, e))?.path();
+        let ext = path.extension().and_then(|e| e.to_str());
+        if matches!(ext, Some("toml") | Some("wasm")) {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                names.insert(stem.to_string());
+            }
+        }
+    }
+    let mut plugins = Vec::with_capacity(names.len());
+    for name in names {
+        let manifest_path = dir.join(format!("{name}.toml"));
+        let wasm_path = dir.join(format!("{name}.wasm"));
+        for p in [&manifest_path, &wasm_path] {
+            if !p.exists() {
+                return Err(PluginError::Invalid {
+                    name: name.clone(),
+                    message: format!(
+                        "{} is missing (a plugin is NAME.toml + NAME.wasm)",
+                        p.display()
+                    ),
+                });
+            }
+        }
+        let text =
+            std::fs::read_to_string(&manifest_path).map_err(|e| read_err(&manifest_path, e))?;
+        let wasm = std::fs::read(&wasm_path).map_err(|e| read_err(&wasm_path, e))?;
+        let plugin = build_plugin(runtime, &name, &text, &wasm).map_err(|e| match e {
+            PluginError::Manifest { name, source, .. } => PluginError::Manifest {
+                name,
+                path: manifest_path.clone(),
+                source,
+            },
+            other => other,
+        })?;
+        plugins.push(plugin);
+    }
+    Ok(plugins)
+}

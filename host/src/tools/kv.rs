@@ -1,0 +1,76 @@
+//! `kv`: a private key-value space per plugin, in the host's store. Requires
+//! `grants.kv = true`. Keys are scoped by plugin name in the store, so one plugin can
+//! never name another's keys.
+
+use super::Tools;
+use crate::runtime::bindings::agenthook::plugin::kv::Host;
+use crate::runtime::bindings::agenthook::plugin::types::ToolError;
+use crate::store::StoreError;
+
+pub const MAX_KEY_BYTES: usize = 1024;
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+pub const MAX_LIST: u32 = 1000;
+
+impl From<StoreError> for ToolError {
+    fn from(e: StoreError) -> Self {
+        ToolError::Failed(format!("kv store: {e}"))
+    }
+}
+
+impl Tools {
+    fn kv_allowed(&mut self, key: &str) -> Result<(), ToolError> {
+        self.count_call()?;
+        if !self.grants.kv {
+            return Err(ToolError::Denied(
+                "kv is not granted to this plugin (grants.kv = true)".into(),
+            ));
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(ToolError::Invalid(format!(
+                "key is {} bytes; the limit is {MAX_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Host for Tools {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, ToolError> {
+        self.kv_allowed(&key)?;
+        Ok(self.store.kv_get(&self.plugin, &key)?)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), ToolError> {
+        self.kv_allowed(&key)?;
+        if key.is_empty() {
+            return Err(ToolError::Invalid("key is empty".into()));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(ToolError::Invalid(format!(
+                "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+        Ok(self.store.kv_set(&self.plugin, &key, value).await?)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, ToolError> {
+        self.kv_allowed(&key)?;
+        Ok(self.store.kv_delete(&self.plugin, &key).await?)
+    }
+
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        start_after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, ToolError> {
+        self.kv_allowed(&prefix)?;
+        let limit = limit.clamp(1, MAX_LIST) as usize;
+        let entries = self
+            .store
+            .kv_list(&self.plugin, &prefix, start_after.as_deref(), limit)?;
+        Ok(entries.into_iter().map(|(k, _)| k).collect())
+    }
+}

@@ -1,0 +1,38 @@
+//! `log.write`: a plugin's log lines go to the attempt's record and to the host log,
+//! tagged with the plugin and event. Always granted; capped per attempt.
+
+use super::Tools;
+use crate::runtime::bindings::agenthook::plugin::log::{Host, Level};
+
+impl Host for Tools {
+    async fn write(&mut self, level: Level, message: String) {
+        if self.count_call().is_err() {
+            return;
+        }
+        let plugin = &*self.plugin;
+        let event = self.event;
+        let tag = match level {
+            Level::Trace => {
+                tracing::trace!(plugin, event, "{message}");
+                "trace"
+            }
+            Level::Debug => {
+                tracing::debug!(plugin, event, "{message}");
+                "debug"
+            }
+            Level::Info => {
+                tracing::info!(plugin, event, "{message}");
+                "info"
+            }
+            Level::Warn => {
+                tracing::warn!(plugin, event, "{message}");
+                "warn"
+            }
+            Level::Error => {
+                tracing::error!(plugin, event, "{message}");
+                "error"
+            }
+        };
+        self.logs.push(format!("[{tag}] {message}"));
+    }
+}
