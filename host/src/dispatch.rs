@@ -18,7 +18,9 @@ use tokio::task::JoinSet;
 use crate::config::manifest::RetryPolicy;
 use crate::runtime::registry::{Plugin, Registry};
 use crate::runtime::{CallOutcome, MAX_INSTANCES, Runtime, WitEvent};
-use crate::store::{Attempt, AttemptOutcome, DeliveryStatus, EventId, Next, Store, now_ms};
+use crate::store::{
+    Attempt, AttemptOutcome, DeliveryStatus, DueBatch, EventId, Next, Store, now_ms,
+};
 use crate::tools::Tools;
 
 /// How long in-flight deliveries get to finish at shutdown before they are abandoned
@@ -36,8 +38,11 @@ pub struct Dispatcher {
     /// Instances running at once across all plugins.
     global: Arc<Semaphore>,
     /// (event, plugin) pairs being attempted now; they are still in the due queue.
-    inflight: Arc<Mutex<HashSet<(EventId, Arc<str>)>>>,
+    inflight: Arc<Mutex<InFlight>>,
 }
+
+/// (event, plugin) pairs being attempted.
+type InFlight = HashSet<(EventId, Arc<str>)>;
 
 impl Dispatcher {
     pub fn new(store: Store, runtime: Arc<Runtime>, registry: Arc<Registry>) -> Self {
@@ -102,7 +107,11 @@ impl Dispatcher {
                 let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
                 inflight.iter().filter(|(_, p)| *p == plugin.name).count()
             };
-            let (due, later) = match self.store.due(&plugin.name, now, free + inflight_here) {
+            let DueBatch { due, later } = match self.store.due(
+                &plugin.name,
+                now,
+                free + inflight_here,
+            ) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(plugin = %plugin.name, error = %e, "cannot read the due queue");
@@ -145,10 +154,8 @@ impl Dispatcher {
                     this.wake.notify_one();
                 });
             }
-            if !saturated {
-                if let Some(at) = later {
-                    next_due = Some(next_due.map_or(at, |n| n.min(at)));
-                }
+            if let (false, Some(at)) = (saturated, later) {
+                next_due = Some(next_due.map_or(at, |n| n.min(at)));
             }
         }
         next_due

@@ -175,6 +175,15 @@ pub enum Next {
     Dead,
 }
 
+/// Due deliveries of one plugin, from [`Store::due`].
+#[derive(Debug, Clone, Default)]
+pub struct DueBatch {
+    /// (due at ms, event id), oldest first.
+    pub due: Vec<(u64, EventId)>,
+    /// When the first delivery after these is due.
+    pub later: Option<u64>,
+}
+
 /// A page of events from [`Store::list_events`].
 #[derive(Debug, Clone)]
 pub struct EventPage {
@@ -469,12 +478,7 @@ impl Store {
 
     /// Up to `limit` deliveries of `plugin` due at or before `now_ms`, oldest first, as
     /// (due at, id); and when the first one after those is due.
-    pub fn due(
-        &self,
-        plugin: &str,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<(Vec<(u64, EventId)>, Option<u64>), StoreError> {
+    pub fn due(&self, plugin: &str, now_ms: u64, limit: usize) -> Result<DueBatch, StoreError> {
         let read = self.db.begin_read().map_err(db)?;
         let due = read.open_table(DUE).map_err(db)?;
         let mut out = Vec::new();
@@ -485,11 +489,17 @@ impl Store {
             let (k, _) = entry.map_err(db)?;
             let (_, at, id) = k.value();
             if at > now_ms || out.len() >= limit {
-                return Ok((out, Some(at)));
+                return Ok(DueBatch {
+                    due: out,
+                    later: Some(at),
+                });
             }
             out.push((at, id));
         }
-        Ok((out, None))
+        Ok(DueBatch {
+            due: out,
+            later: None,
+        })
     }
 
     /// Events newest first, filtered, starting strictly before `before` when given.
@@ -843,8 +853,7 @@ mod tests {
             panic!()
         };
         let now = now_ms();
-        let (due, _) = store.due("p", now + 1, 10).unwrap();
-        assert_eq!(due.len(), 1);
+        assert_eq!(store.due("p", now + 1, 10).unwrap().due.len(), 1);
         let attempt = |n, outcome| Attempt {
             number: n,
             started_at_ms: now,
@@ -863,9 +872,9 @@ mod tests {
             )
             .await
             .unwrap();
-        let (due, next) = store.due("p", now + 1, 10).unwrap();
-        assert!(due.is_empty());
-        assert_eq!(next, Some(now + 60_000));
+        let batch = store.due("p", now + 1, 10).unwrap();
+        assert!(batch.due.is_empty());
+        assert_eq!(batch.later, Some(now + 60_000));
         assert_eq!(
             store.delivery(id, "p").unwrap().unwrap().status,
             DeliveryStatus::Retrying
@@ -874,8 +883,8 @@ mod tests {
             .record_attempt(id, "p", attempt(2, AttemptOutcome::Dead), Next::Dead)
             .await
             .unwrap();
-        let (due, next) = store.due("p", u64::MAX - 1, 10).unwrap();
-        assert!(due.is_empty() && next.is_none());
+        let batch = store.due("p", u64::MAX - 1, 10).unwrap();
+        assert!(batch.due.is_empty() && batch.later.is_none());
         let d = store.delivery(id, "p").unwrap().unwrap();
         assert_eq!(d.status, DeliveryStatus::Dead);
         assert_eq!(d.attempts.len(), 2);

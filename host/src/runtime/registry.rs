@@ -132,10 +132,9 @@ pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Plugin>, PluginErro
     for entry in std::fs::read_dir(dir).map_err(|e| read_err(dir, e))? {
         let path = entry.map_err(|e| read_err(dir, e))?.path();
         let ext = path.extension().and_then(|e| e.to_str());
-        if matches!(ext, Some("toml") | Some("wasm")) {
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                names.insert(stem.to_string());
-            }
+        let stem = path.file_stem().and_then(|s| s.to_str());
+        if let (Some("toml" | "wasm"), Some(stem)) = (ext, stem) {
+            names.insert(stem.to_string());
         }
     }
     let mut plugins = Vec::with_capacity(names.len());
