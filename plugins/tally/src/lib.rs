@@ -1,0 +1,97 @@
+//! `tally` — the example agent plugin.
+//!
+//! For every `payment.succeeded` event it adds the amount to a running total per customer,
+//! kept in kv under `tally/{customer}`, and decides whether the customer just crossed the
+//! VIP threshold (config `vip_threshold`, in minor units). Retries and replays of the same
+//! delivery are counted once: the delivery's idempotency key is recorded under
+//! `seen/{key}` after the total is written.
+
+use agenthook_sdk::{Event, HandlerError, config, kv, log};
+use serde::{Deserialize, Serialize};
+
+/// Used when the manifest does not set `vip_threshold`: 1000.00 in minor units.
+const DEFAULT_VIP_THRESHOLD: u64 = 100_000;
+
+/// The part of the webhook body this plugin reads.
+#[derive(Deserialize)]
+struct Payment {
+    data: PaymentData,
+}
+
+#[derive(Deserialize)]
+struct PaymentData {
+    customer: String,
+    /// In the currency's minor unit (cents for `usd`).
+    amount: u64,
+    currency: String,
+}
+
+/// The value stored under `tally/{customer}`.
+#[derive(Serialize, Deserialize)]
+struct Tally {
+    total: u64,
+    count: u64,
+    currency: String,
+}
+
+fn handle(event: Event) -> Result<(), HandlerError> {
+    if event.event_type != "payment.succeeded" {
+        log::info(format!(
+            "ignoring {} event {}",
+            event.event_type, event.event_id
+        ));
+        return Ok(());
+    }
+
+    let seen_key = format!("seen/{}", event.idempotency_key);
+    if kv::get(&seen_key)?.is_some() {
+        log::info(format!("event {} already counted", event.event_id));
+        return Ok(());
+    }
+
+    let payment: Payment = event.json()?;
+    let PaymentData {
+        customer,
+        amount,
+        currency,
+    } = payment.data;
+    let threshold = config::get_parsed::<u64>("vip_threshold")?.unwrap_or(DEFAULT_VIP_THRESHOLD);
+
+    let tally_key = format!("tally/{customer}");
+    let before = kv::get_json::<Tally>(&tally_key)?.unwrap_or(Tally {
+        total: 0,
+        count: 0,
+        currency: currency.clone(),
+    });
+    if before.currency != currency {
+        return Err(HandlerError::permanent(format!(
+            "customer {customer} is tallied in {}, payment {} is in {currency}",
+            before.currency, event.event_id
+        )));
+    }
+    let after = Tally {
+        total: before.total.saturating_add(amount),
+        count: before.count + 1,
+        currency,
+    };
+
+    // kv has no multi-key transaction: if the host fails between these two writes, the
+    // retry counts this payment again. Writing `seen` first would lose it instead.
+    kv::set_json(&tally_key, &after)?;
+    kv::set(&seen_key, &event.event_id)?;
+
+    let decision = if before.total >= threshold {
+        "already above vip threshold"
+    } else if after.total >= threshold {
+        "crossed vip threshold: flag for account manager"
+    } else {
+        "below vip threshold"
+    };
+    log::info(format!(
+        "customer {customer} total {} {}: {decision}",
+        after.total, after.currency
+    ));
+    Ok(())
+}
+
+agenthook_sdk::plugin!(handle);
