@@ -18,6 +18,8 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::{Host, Listeners};
 
+mod send;
+
 /// Exit status for a bad config or bad arguments (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
 /// Exit status when a port cannot be bound (sysexits EX_UNAVAILABLE).
@@ -32,6 +34,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Sign a payload exactly as a sender would and POST it to the host (the simulator).
+    Send(send::SendArgs),
     /// Run the host. With no --config, serves the embedded defaults on loopback.
     Serve {
         /// Path to the TOML config.
@@ -47,6 +51,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: EventsCommand,
+    },
+    /// Inspect, replay and purge dead letters.
+    Dlq {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: DlqCommand,
     },
     /// Inspect loaded plugins.
     Plugin {
@@ -121,12 +132,90 @@ enum EventsCommand {
         /// The host's event id (the `id` column of `events list`).
         id: String,
     },
+    /// Deliver an event again, with a fresh retry budget: to every plugin that had it or
+    /// subscribes to it now, or to one plugin.
+    Replay {
+        id: String,
+        #[arg(long)]
+        plugin: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead letters (deliveries that failed permanently or ran out of attempts).
+    List {
+        #[arg(long)]
+        plugin: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Replay dead letters: the given event ids, those matching the filters, or --all.
+    Replay {
+        #[command(flatten)]
+        select: DlqSelect,
+    },
+    /// Delete dead letters: the given event ids, those matching the filters, or --all.
+    Purge {
+        #[command(flatten)]
+        select: DlqSelect,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DlqSelect {
+    /// Event ids (the host's `id`).
+    ids: Vec<String>,
+    #[arg(long)]
+    plugin: Option<String>,
+    #[arg(long)]
+    source: Option<String>,
+    /// Every dead letter.
+    #[arg(long, conflicts_with_all = ["ids", "plugin", "source"])]
+    all: bool,
+}
+
+impl DlqSelect {
+    fn body(&self) -> Value {
+        let mut body = serde_json::Map::new();
+        if !self.ids.is_empty() {
+            body.insert("ids".into(), serde_json::json!(self.ids));
+        }
+        if let Some(p) = &self.plugin {
+            body.insert("plugin".into(), serde_json::json!(p));
+        }
+        if let Some(s) = &self.source {
+            body.insert("source".into(), serde_json::json!(s));
+        }
+        if self.all {
+            body.insert("all".into(), serde_json::json!(true));
+        }
+        Value::Object(body)
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// List loaded plugins with their versions, limits and grants.
     List,
+    /// Deploy a plugin into the running host (add, or replace with zero downtime). It
+    /// is validated first; a refused deploy leaves the running version serving.
+    Deploy {
+        /// The plugin's name (`plugins.d/NAME.toml` + `NAME.wasm`).
+        name: String,
+        /// The component (`.wasm`, built for wasm32-wasip2).
+        #[arg(long)]
+        wasm: PathBuf,
+        /// The manifest (`.toml`).
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+    /// Unload a plugin and delete its files; its pending deliveries are kept.
+    Remove { name: String },
 }
 
 /// Entry point of the binary.
@@ -145,7 +234,9 @@ pub fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config, log_format } => serve(config, log_format).await,
+            Command::Send(args) => report(send::run(args).await),
             Command::Events { client, command } => report(events(&client, command).await),
+            Command::Dlq { client, command } => report(dlq(&client, command).await),
             Command::Plugin { client, command } => report(plugins(&client, command).await),
         }
     })
@@ -288,12 +379,29 @@ impl AdminClient {
     }
 
     async fn get(&self, path_and_query: &str) -> anyhow::Result<Value> {
-        let req = http::Request::get(format!("{}{path_and_query}", self.base))
+        self.send(http::Method::GET, path_and_query, None).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(http::Method::POST, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.base))
             .header(
                 http::header::AUTHORIZATION,
                 format!("Bearer {}", self.token),
             )
-            .body(Full::new(Bytes::new()))?;
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))?;
         let resp = self
             .http
             .request(req)
@@ -374,6 +482,35 @@ async fn events(args: &ClientArgs, command: EventsCommand) -> anyhow::Result<()>
                 println!("more: --cursor {c}");
             }
         }
+        EventsCommand::Replay { id, plugin } => {
+            let body = match plugin {
+                Some(p) => serde_json::json!({ "plugin": p }),
+                None => serde_json::json!({}),
+            };
+            let value = client
+                .post(
+                    &format!("/admin/v1/events/{}/replay", urlencode(&id)),
+                    &body,
+                )
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                let plugins: Vec<String> = value["replayed"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect();
+                if plugins.is_empty() {
+                    println!(
+                        "event {id}: nothing to replay (deliveries in flight right now are left alone)"
+                    );
+                } else {
+                    println!("event {id}: replaying to {}", plugins.join(", "));
+                }
+            }
+        }
         EventsCommand::Show { id } => {
             let value = client
                 .get(&format!("/admin/v1/events/{}", urlencode(&id)))
@@ -419,9 +556,124 @@ async fn events(args: &ClientArgs, command: EventsCommand) -> anyhow::Result<()>
     Ok(())
 }
 
+async fn dlq(args: &ClientArgs, command: DlqCommand) -> anyhow::Result<()> {
+    let client = AdminClient::new(args)?;
+    let (value, summary) = match command {
+        DlqCommand::List {
+            plugin,
+            source,
+            limit,
+            cursor,
+        } => {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [
+                ("plugin", plugin),
+                ("source", source),
+                ("limit", limit.map(|l| l.to_string())),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    q.append_pair(k, &v);
+                }
+            }
+            let value = client.get(&format!("/admin/v1/dlq?{}", q.finish())).await?;
+            if !args.json {
+                println!(
+                    "{:<8} {:<16} {:<12} {:<26} {:<8} LAST ERROR",
+                    "ID", "PLUGIN", "SOURCE", "EVENT ID", "ATTEMPTS"
+                );
+                for d in value["dead_letters"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<8} {:<16} {:<12} {:<26} {:<8} {}",
+                        s(&d["id"]),
+                        s(&d["plugin"]),
+                        s(&d["source"]),
+                        s(&d["event_id"]),
+                        d["attempts"],
+                        s(&d["last_error"])
+                    );
+                }
+                if let Some(c) = value["next_cursor"].as_str() {
+                    println!("more: --cursor {c}");
+                }
+            }
+            (value, None)
+        }
+        DlqCommand::Replay { select } => {
+            let value = client.post("/admin/v1/dlq/replay", &select.body()).await?;
+            let n = value["replayed"].clone();
+            (value, Some(format!("replayed {n} dead letters")))
+        }
+        DlqCommand::Purge { select } => {
+            let value = client.post("/admin/v1/dlq/purge", &select.body()).await?;
+            let n = value["purged"].clone();
+            (value, Some(format!("purged {n} dead letters")))
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else if let Some(line) = summary {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 async fn plugins(args: &ClientArgs, command: PluginCommand) -> anyhow::Result<()> {
+    use base64::Engine as _;
     let client = AdminClient::new(args)?;
     match command {
+        PluginCommand::Deploy {
+            name,
+            wasm,
+            manifest,
+        } => {
+            let component =
+                std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("cannot read {}", manifest.display()))?;
+            let body = serde_json::json!({
+                "manifest": text,
+                "wasm_base64": base64::engine::general_purpose::STANDARD.encode(component),
+            });
+            let path = format!("/admin/v1/plugins/{}", urlencode(&name));
+            let value = client.send(http::Method::PUT, &path, Some(&body)).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
+            let version = s(&value["version"]);
+            let short = |v: &str| v[..v.len().min(12)].to_string();
+            match value["action"].as_str() {
+                Some("replaced") => println!(
+                    "plugin {name}: replaced {} with {}",
+                    short(&s(&value["previous_version"])),
+                    short(&version)
+                ),
+                Some("unchanged") => {
+                    println!(
+                        "plugin {name}: {} already loaded, unchanged",
+                        short(&version)
+                    )
+                }
+                _ => println!("plugin {name}: added {}", short(&version)),
+            }
+            for w in value["warnings"].as_array().into_iter().flatten() {
+                println!("warning: {}", s(w));
+            }
+        }
+        PluginCommand::Remove { name } => {
+            let path = format!("/admin/v1/plugins/{}", urlencode(&name));
+            let value = client.send(http::Method::DELETE, &path, None).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                let version = s(&value["removed_version"]);
+                println!(
+                    "plugin {name}: removed {} (its pending deliveries are kept)",
+                    &version[..version.len().min(12)]
+                );
+            }
+        }
         PluginCommand::List => {
             let value = client.get("/admin/v1/plugins").await?;
             if args.json {
@@ -453,6 +705,13 @@ async fn plugins(args: &ClientArgs, command: PluginCommand) -> anyhow::Result<()
                     &version[..version.len().min(12)],
                     p["in_flight"],
                     subs.join(" ")
+                );
+            }
+            for r in value["refused"].as_array().into_iter().flatten() {
+                println!(
+                    "refused in plugins_dir: {}: {}",
+                    s(&r["name"]),
+                    s(&r["reason"])
                 );
             }
         }

@@ -15,17 +15,18 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::clock::Clock;
 use crate::config::manifest::RetryPolicy;
 use crate::runtime::registry::{Plugin, Registry};
 use crate::runtime::{CallOutcome, MAX_INSTANCES, Runtime, WitEvent};
-use crate::store::{
-    Attempt, AttemptOutcome, DeliveryStatus, DueBatch, EventId, Next, Store, now_ms,
-};
-use crate::tools::Tools;
+use crate::store::{Attempt, AttemptOutcome, DueBatch, EventId, Next, Store};
+use crate::tools::{Services as ToolServices, Tools};
 
 /// How long in-flight deliveries get to finish at shutdown before they are abandoned
 /// (they stay due and run again after restart).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A lease outlives the plugin's timeout by this much: the time to commit the outcome.
+const LEASE_GRACE_MS: u64 = 30_000;
 
 /// The dispatcher's shared state.
 #[derive(Clone)]
@@ -39,14 +40,25 @@ pub struct Dispatcher {
     global: Arc<Semaphore>,
     /// (event, plugin) pairs being attempted now; they are still in the due queue.
     inflight: Arc<Mutex<InFlight>>,
+    clock: Clock,
+    /// What every attempt's tools share (HTTP clients, SMTP, emit routing).
+    tools: Arc<ToolServices>,
 }
 
 /// (event, plugin) pairs being attempted.
 type InFlight = HashSet<(EventId, Arc<str>)>;
 
 impl Dispatcher {
-    pub fn new(store: Store, runtime: Arc<Runtime>, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        store: Store,
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        clock: Clock,
+        tools: Arc<ToolServices>,
+    ) -> Self {
         Dispatcher {
+            clock,
+            tools,
             wake: store.due_changed(),
             store,
             runtime,
@@ -70,7 +82,7 @@ impl Dispatcher {
             let next_due = self.dispatch_due(&mut tasks);
             while tasks.try_join_next().is_some() {}
             let sleep = match next_due {
-                Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+                Some(at) => Duration::from_millis(at.saturating_sub(self.clock.now_ms())),
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
@@ -90,13 +102,24 @@ impl Dispatcher {
                 "in-flight deliveries did not finish in time; they will run again after restart"
             );
             tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let abandoned: Vec<(EventId, String)> = self
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain()
+                .map(|(id, p)| (id, p.to_string()))
+                .collect();
+            if let Err(e) = self.store.release(abandoned).await {
+                tracing::warn!(error = %e, "could not release leases; they are reclaimed at the next start");
+            }
         }
     }
 
     /// Start every due delivery that has a free permit. Returns when the next
     /// delivery that could not start now is due (None: nothing is waiting on time).
     fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Option<u64> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut next_due: Option<u64> = None;
         for plugin in self.registry.snapshot().values() {
             let free = plugin.permits.available_permits();
@@ -164,13 +187,19 @@ impl Dispatcher {
     /// One attempt of one delivery, start to committed outcome.
     async fn attempt(&self, plugin: &Plugin, id: EventId) {
         let name = &*plugin.name;
-        let (event, delivery) = match (self.store.event(id), self.store.delivery(id, name)) {
-            (Ok(Some(e)), Ok(Some(d))) => (e, d),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!(plugin = name, event = id, error = %e, "cannot load a due delivery");
+        let lease_until = self.clock.now_ms() + plugin.manifest.limits.timeout_ms + LEASE_GRACE_MS;
+        let delivery = match self.store.lease(id, name, lease_until).await {
+            Ok(Some(d)) => d,
+            // Finished or removed meanwhile (e.g. a purge): nothing to do.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(plugin = name, event = id, error = %e, "cannot lease a due delivery");
                 return;
             }
-            _ => {
+        };
+        let event = match self.store.event(id) {
+            Ok(Some(e)) => e,
+            Ok(None) => {
                 tracing::error!(
                     plugin = name,
                     event = id,
@@ -178,13 +207,14 @@ impl Dispatcher {
                 );
                 return;
             }
+            Err(e) => {
+                tracing::error!(plugin = name, event = id, error = %e, "cannot load a due event");
+                return;
+            }
         };
-        if !matches!(
-            delivery.status,
-            DeliveryStatus::Pending | DeliveryStatus::Retrying
-        ) {
-            return;
-        }
+        // The retry budget counts from the last replay; the number shown to the plugin
+        // counts every attempt.
+        let in_budget = delivery.attempts_in_budget() + 1;
         let number = delivery.attempts.len() as u32 + 1;
         let wit_event = WitEvent {
             id: id.to_string(),
@@ -198,13 +228,14 @@ impl Dispatcher {
             body: event.body,
         };
         let tools = Tools::new(
-            plugin.name.clone(),
+            plugin,
             id,
-            plugin.manifest.grants.clone(),
-            plugin.config.clone(),
+            &event.meta,
+            wit_event.idempotency_key.clone(),
             self.store.clone(),
+            self.tools.clone(),
         );
-        let started_at_ms = now_ms();
+        let started_at_ms = self.clock.now_ms();
         let report = self
             .runtime
             .call(&plugin.compiled, &plugin.manifest, tools, wit_event)
@@ -213,20 +244,20 @@ impl Dispatcher {
         let (outcome, error, next) = match report.outcome {
             CallOutcome::Done => (AttemptOutcome::Done, None, Next::Done),
             CallOutcome::Permanent(reason) => (AttemptOutcome::Dead, Some(reason), Next::Dead),
-            CallOutcome::Retry { reason, .. } if number >= retry.max_attempts => (
+            CallOutcome::Retry { reason, .. } if in_budget >= retry.max_attempts => (
                 AttemptOutcome::Dead,
                 Some(format!(
-                    "{reason} (attempt {number} of retry.max_attempts {})",
+                    "{reason} (attempt {in_budget} of retry.max_attempts {})",
                     retry.max_attempts
                 )),
                 Next::Dead,
             ),
             CallOutcome::Retry { reason, delay_ms } => {
-                let delay = backoff(retry, number, delay_ms, &mut rand::rng());
+                let delay = backoff(retry, in_budget, delay_ms, &mut rand::rng());
                 (
                     AttemptOutcome::Retry,
                     Some(reason),
-                    Next::RetryAt(now_ms() + delay),
+                    Next::RetryAt(self.clock.now_ms() + delay),
                 )
             }
         };

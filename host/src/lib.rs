@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod http;
@@ -68,6 +69,11 @@ pub struct Host {
     registry: Arc<Registry>,
     runtime: Arc<Runtime>,
     admin_token: Secret,
+    clock: clock::Clock,
+    /// Shared by the tools of every attempt: HTTP clients, SMTP transport, emit routing.
+    tools: Arc<tools::Services>,
+    /// Hot (re)load and removal of plugins: the watcher and the admin API use it.
+    deployer: Arc<runtime::deploy::Deployer>,
     /// Where a generated admin token was written, if one was.
     pub admin_token_file: Option<PathBuf>,
 }
@@ -84,26 +90,52 @@ impl Host {
     /// Open the store, load and compile every plugin, settle the admin token. Nothing
     /// listens yet; any error here means the config or a plugin must be fixed.
     pub async fn prepare(config: Config) -> Result<Host, RunError> {
+        Self::prepare_with(config, clock::Clock::system()).await
+    }
+
+    /// [`Host::prepare`] with a given clock for scheduling (tests move it forward).
+    pub async fn prepare_with(config: Config, clock: clock::Clock) -> Result<Host, RunError> {
         let data_dir = config.server.data_dir.clone();
         create_dir(&data_dir)?;
         create_dir(&config.server.plugins_dir)?;
-        let store = Store::open(&data_dir)?;
-        let runtime = Arc::new(Runtime::new().map_err(RunError::Runtime)?);
+        let store = Store::open(&data_dir, &config.store)?;
+        let runtime = Arc::new(
+            Runtime::with_options(&runtime::RuntimeOptions {
+                compile_cache: Some(data_dir.join("compile-cache")),
+                ..runtime::RuntimeOptions::default()
+            })
+            .map_err(RunError::Runtime)?,
+        );
 
         let rt = runtime.clone();
         let dir = config.server.plugins_dir.clone();
         let plugins = tokio::task::spawn_blocking(move || runtime::registry::load_dir(&rt, &dir))
             .await
             .map_err(|e| RunError::Runtime(wasmtime::Error::msg(e.to_string())))??;
-        let registry = Arc::new(Registry::default());
+        let registry = Arc::new(Registry::new(store.due_changed()));
+        let tools = Arc::new(tools::Services::new(&config, registry.clone())?);
+        let deployer = Arc::new(runtime::deploy::Deployer::new(
+            runtime.clone(),
+            registry.clone(),
+            store.clone(),
+            tools.clone(),
+            config.server.plugins_dir.clone(),
+            config.sources.keys().cloned().collect(),
+        ));
+        let mut versions = std::collections::HashSet::new();
         for plugin in plugins {
             for sub in &plugin.manifest.subscribe {
-                if !config.sources.contains_key(&sub.source) {
+                if !config.sources.contains_key(&sub.source) && !sub.source.starts_with("plugin:") {
                     tracing::warn!(plugin = %plugin.name, source = %sub.source, "plugin subscribes to a source that is not configured");
                 }
             }
-            tracing::info!(plugin = %plugin.name, version = %&plugin.compiled.version[..12], "plugin loaded");
+            deployer.trial(&plugin).await?;
+            tracing::info!(plugin = %plugin.name, version = %&plugin.compiled.version[..12], origin = ?plugin.compiled.origin, load_ms = plugin.compiled.load_time.as_millis() as u64, "plugin loaded");
+            versions.insert(plugin.compiled.version.clone());
             registry.insert(plugin);
+        }
+        if let Some(cache) = runtime.compile_cache() {
+            cache.retain(&versions);
         }
 
         let (admin_token, admin_token_file) = match &config.admin_token {
@@ -119,6 +151,9 @@ impl Host {
             registry,
             runtime,
             admin_token,
+            clock,
+            tools,
+            deployer,
             admin_token_file,
         })
     }
@@ -146,13 +181,16 @@ impl Host {
         let admin = Arc::new(admin::Admin::new(
             self.admin_token.clone(),
             self.store.clone(),
-            self.registry.clone(),
+            self.deployer.clone(),
         ));
         let dispatcher = dispatch::Dispatcher::new(
             self.store.clone(),
             self.runtime.clone(),
             self.registry.clone(),
+            self.clock.clone(),
+            self.tools.clone(),
         );
+        let janitor = store::Janitor::new(self.store.clone(), self.config.store.clone());
 
         let ingress_task = tokio::spawn(http::serve(
             listeners.ingress,
@@ -165,14 +203,24 @@ impl Host {
             stopped(),
         ));
         let dispatch_task = tokio::spawn(dispatcher.run(stopped()));
+        let clock = self.clock.clone();
+        let janitor_task = tokio::spawn(janitor.run(move || clock.now_ms(), stopped()));
+        let watch_task = tokio::spawn(runtime::watch::run(self.deployer.clone(), stopped()));
 
         shutdown.await;
         tracing::info!("shutting down: draining requests and deliveries");
         let _ = stop_tx.send(true);
         let _ = ingress_task.await;
         let _ = dispatch_task.await;
+        let _ = janitor_task.await;
+        let _ = watch_task.await;
         let _ = admin_task.await;
-        let Host { store, .. } = self;
+        let Host {
+            store, deployer, ..
+        } = self;
+        // The deployer holds a store handle (for trial instantiations): release it so
+        // the store closes now, not when this function returns.
+        drop(deployer);
         store.close().await;
         tracing::info!("stopped");
         Ok(())

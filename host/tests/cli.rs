@@ -13,7 +13,7 @@ fn help_names_the_commands() {
     let out = agenthook().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["serve", "events", "plugin"] {
+    for cmd in ["serve", "events", "dlq", "plugin"] {
         assert!(text.contains(cmd), "{text}");
     }
 }

@@ -1,18 +1,27 @@
 //! The durable store: events, their deliveries to plugins, dedup keys and plugin kv,
 //! in one redb file. This is the only module that touches redb.
 //!
-//! All writes go through one writer thread that takes whatever has queued up while the
-//! previous commit was running and applies it in a single `Durability::Immediate`,
-//! two-phase commit (group commit): a caller's write is acknowledged only after the
-//! commit that carries it has returned, and throughput grows with concurrency instead
-//! of being capped at one fsync per event. Reads are MVCC snapshots and never block it.
+//! All writes go through one writer thread (`writer`) that takes whatever has queued up
+//! while the previous commit was running and applies it in a single
+//! `Durability::Immediate`, two-phase commit (group commit): a caller's write is
+//! acknowledged only after the commit that carries it has returned, so throughput grows
+//! with concurrency instead of being capped at one fsync per event. Reads are MVCC
+//! snapshots and never block it. `retention` removes what has outlived its keep time.
 
+mod retention;
+mod writer;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::config::StoreConfig;
+pub use retention::{Janitor, PassReport};
+use writer::{Op, Tables};
 
 /// The host's own id of a stored event; assigned in arrival order, never reused.
 pub type EventId = u64;
@@ -23,16 +32,18 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
 /// (source, sender's event id) → id: a sender's retry is recognised and not stored again.
 const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
+/// (received at ms, id) → (source, sender's event id): dedup keys by age, for expiry.
+const DEDUP_AGE: TableDefinition<(u64, u64), (&str, &str)> = TableDefinition::new("dedup_age");
 /// (id, plugin) → delivery record (JSON).
 const DELIVERIES: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("deliveries");
 /// (plugin, due at ms, id): the dispatcher's queue, ordered by due time per plugin.
-/// A delivery is in it until its outcome is done or dead.
+/// A delivery is in it until its outcome is done or dead, leased or not.
 const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("due");
+/// (plugin, id) → lease expiry ms: deliveries being attempted right now.
+const LEASES: TableDefinition<(&str, u64), u64> = TableDefinition::new("leases");
 /// (plugin, key) → value: each plugin's private key-value space.
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 
-/// Most operations one commit carries; beyond this the rest wait for the next commit.
-const MAX_BATCH: usize = 1024;
 /// Writes queued beyond this make callers wait (backpressure instead of unbounded memory).
 const QUEUE_DEPTH: usize = 8192;
 
@@ -48,6 +59,8 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
+    #[error("the write was not committed (the commit failed; see the host log)")]
+    NotCommitted,
     #[error("the store is shut down")]
     Closed,
 }
@@ -96,12 +109,14 @@ pub enum Ingested {
     Duplicate(EventId),
 }
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// Where a delivery stands: pending → leased → done | retrying | dead.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
-    /// Never attempted yet.
+    /// Not attempted yet (or replayed).
     Pending,
+    /// An attempt is running; the lease says until when at most.
+    Leased,
     /// Failed at least once and scheduled again.
     Retrying,
     Done,
@@ -113,6 +128,7 @@ impl DeliveryStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Leased => "leased",
             DeliveryStatus::Retrying => "retrying",
             DeliveryStatus::Done => "done",
             DeliveryStatus::Dead => "dead",
@@ -122,11 +138,20 @@ impl DeliveryStatus {
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "pending" => DeliveryStatus::Pending,
+            "leased" => DeliveryStatus::Leased,
             "retrying" => DeliveryStatus::Retrying,
             "done" => DeliveryStatus::Done,
             "dead" => DeliveryStatus::Dead,
             _ => return None,
         })
+    }
+
+    /// Still in the dispatcher's queue.
+    pub fn is_queued(self) -> bool {
+        matches!(
+            self,
+            DeliveryStatus::Pending | DeliveryStatus::Leased | DeliveryStatus::Retrying
+        )
     }
 }
 
@@ -135,11 +160,24 @@ impl DeliveryStatus {
 pub struct Delivery {
     pub plugin: String,
     pub status: DeliveryStatus,
-    /// When the next attempt is due (pending and retrying deliveries only).
+    /// When the next attempt is due (queued deliveries only).
     pub next_attempt_at_ms: Option<u64>,
+    /// While leased: when the lease runs out.
+    #[serde(default)]
+    pub lease_expires_at_ms: Option<u64>,
     pub attempts: Vec<Attempt>,
+    /// How many attempts came before the last replay: the retry budget counts from here.
+    #[serde(default)]
+    pub budget_start: u32,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+}
+
+impl Delivery {
+    /// Attempts made since the delivery was created or last replayed.
+    pub fn attempts_in_budget(&self) -> u32 {
+        (self.attempts.len() as u32).saturating_sub(self.budget_start)
+    }
 }
 
 /// How one attempt ended.
@@ -154,12 +192,12 @@ pub enum AttemptOutcome {
 /// One run of a plugin's handler for one event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attempt {
-    /// 1-based.
+    /// 1-based, counted over the delivery's whole life (replays included).
     pub number: u32,
     pub started_at_ms: u64,
     pub duration_ms: u64,
     pub outcome: AttemptOutcome,
-    /// Why it failed, e.g. `handler: retry: upstream 503`, `trap: ...`, `cpu_deadline`.
+    /// Why it failed, e.g. `handler: upstream 503`, `trap: ...`, `cpu_deadline: ...`.
     pub error: Option<String>,
     /// Content hash of the plugin component that ran.
     pub plugin_version: String,
@@ -206,55 +244,30 @@ pub struct EventFilter {
     pub until_ms: Option<u64>,
 }
 
-enum Op {
-    Ingest(NewEvent, oneshot::Sender<Result<Ingested, StoreError>>),
-    Attempt {
-        id: EventId,
-        plugin: String,
-        attempt: Attempt,
-        next: Next,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    KvSet {
-        plugin: String,
-        key: String,
-        value: Vec<u8>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    KvDelete {
-        plugin: String,
-        key: String,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
-    },
-}
-
-/// Replies held until the commit that carries their writes has returned.
-enum Reply {
-    Ingest(oneshot::Sender<Result<Ingested, StoreError>>, Ingested),
-    Unit(oneshot::Sender<Result<(), StoreError>>),
-    Bool(oneshot::Sender<Result<bool, StoreError>>, bool),
-}
-
-impl Reply {
-    fn send(self) {
-        // A caller that went away (e.g. a client that disconnected) no longer needs the
-        // answer; its write is committed all the same.
-        match self {
-            Reply::Ingest(tx, v) => drop(tx.send(Ok(v))),
-            Reply::Unit(tx) => drop(tx.send(Ok(()))),
-            Reply::Bool(tx, v) => drop(tx.send(Ok(v))),
-        }
+impl EventFilter {
+    fn matches_meta(&self, meta: &EventMeta) -> bool {
+        self.source.as_ref().is_none_or(|s| *s == meta.source)
+            && self.event_id.as_ref().is_none_or(|e| *e == meta.event_id)
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| *t == meta.event_type)
+            && self.until_ms.is_none_or(|u| meta.received_at_ms <= u)
     }
 
-    fn fail(self, e: &str) {
-        let err = || StoreError::Corrupt(format!("commit failed: {e}"));
-        match self {
-            Reply::Ingest(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Unit(tx) => drop(tx.send(Err(err()))),
-            Reply::Bool(tx, _) => drop(tx.send(Err(err()))),
-        }
+    /// Whether this delivery is one the filter asks for.
+    pub fn matches_delivery(&self, d: &Delivery) -> bool {
+        self.plugin.as_ref().is_none_or(|p| *p == d.plugin)
+            && self.status.is_none_or(|s| s == d.status)
     }
 }
+
+/// A kv key and, when asked for, its value.
+pub type KvEntry = (String, Option<Vec<u8>>);
+
+/// Deliveries waiting (queued) per plugin, kept in memory and updated by the writer
+/// after each commit, so ingress can push back without reading the store.
+type QueueDepths = Arc<Mutex<HashMap<String, u64>>>;
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -263,58 +276,113 @@ pub struct Store {
     writer: mpsc::Sender<Op>,
     /// Notified after every commit that made deliveries due, so the dispatcher wakes.
     due_changed: Arc<Notify>,
-    writer_thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    depths: QueueDepths,
+    writer_thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    path: PathBuf,
+    /// Ingress limits: queue depth per plugin, free disk space.
+    max_queue_per_plugin: u64,
+    min_free_disk_bytes: u64,
+}
+
+/// Why the store will not take another event now. Ingress answers 503 + Retry-After.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// This plugin already has `store.max_queue_per_plugin` deliveries waiting.
+    QueueFull(String),
+    /// The data dir's file system has less than `store.min_free_disk_mb` free.
+    DiskFull { free_bytes: u64 },
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
+        f.debug_struct("Store").field("path", &self.path).finish()
     }
 }
 
 impl Store {
-    /// Open (or create) the database in `data_dir` and start its writer thread.
-    /// The writer stops when the last `Store` handle is dropped.
-    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+    /// Open (or create) the database in `data_dir`, reclaim the leases of a process that
+    /// stopped mid-attempt, and start the writer thread. The writer stops when the last
+    /// `Store` handle is dropped.
+    pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
         let path = data_dir.join("agenthook.redb");
         let database = Database::create(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
         })?;
-        // Create every table up front, so readers never meet a missing table.
-        let txn = database.begin_write().map_err(db)?;
-        {
-            txn.open_table(EVENTS).map_err(db)?;
-            txn.open_table(PAYLOADS).map_err(db)?;
-            txn.open_table(DEDUP).map_err(db)?;
-            txn.open_table(DELIVERIES).map_err(db)?;
-            txn.open_table(DUE).map_err(db)?;
-            txn.open_table(KV).map_err(db)?;
+        let reclaimed = writer::prepare(&database)?;
+        if reclaimed > 0 {
+            tracing::info!(
+                reclaimed,
+                "reclaimed leases of deliveries that were in flight when the host stopped"
+            );
         }
-        txn.commit().map_err(db)?;
 
+        let read = database.begin_read().map_err(db)?;
         let next_id = {
-            let read = database.begin_read().map_err(db)?;
             let events = read.open_table(EVENTS).map_err(db)?;
-            let last = events.last().map_err(db)?;
-            last.map(|(k, _)| k.value() + 1).unwrap_or(1)
+            events
+                .last()
+                .map_err(db)?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1)
         };
+        let mut depths = HashMap::new();
+        for entry in read.open_table(DUE).map_err(db)?.iter().map_err(db)? {
+            let (k, _) = entry.map_err(db)?;
+            *depths.entry(k.value().0.to_string()).or_insert(0u64) += 1;
+        }
+        drop(read);
 
-        let db_arc = Arc::new(database);
+        let database = Arc::new(database);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let due_changed = Arc::new(Notify::new());
-        let writer_db = db_arc.clone();
-        let notify = due_changed.clone();
-        let handle = std::thread::Builder::new()
-            .name("agenthook-store-writer".into())
-            .spawn(move || writer_loop(writer_db, rx, next_id, notify))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        let depths = Arc::new(Mutex::new(depths));
+        let handle = writer::spawn(
+            database.clone(),
+            rx,
+            next_id,
+            config.max_batch,
+            due_changed.clone(),
+            depths.clone(),
+        )
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
-            db: db_arc,
+            db: database,
             writer: tx,
             due_changed,
-            writer_thread: Arc::new(std::sync::Mutex::new(Some(handle))),
+            depths,
+            writer_thread: Arc::new(Mutex::new(Some(handle))),
+            path,
+            max_queue_per_plugin: config.max_queue_per_plugin,
+            min_free_disk_bytes: config.min_free_disk_bytes,
         })
+    }
+
+    /// Whether an event for these plugins can be taken now: no subscriber's queue is
+    /// full (a full queue refuses only events routed to that plugin), and the disk has
+    /// room. Checked before every ingest; cheap (a map lookup and one statvfs).
+    pub fn admit(&self, plugins: &[String]) -> Result<(), Refusal> {
+        {
+            let depths = self.depths.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(full) = plugins
+                .iter()
+                .find(|p| depths.get(*p).copied().unwrap_or(0) >= self.max_queue_per_plugin)
+            {
+                return Err(Refusal::QueueFull(full.clone()));
+            }
+        }
+        if let Ok(stat) = rustix::fs::statvfs(&self.path) {
+            let free_bytes = stat.f_bavail.saturating_mul(stat.f_frsize);
+            if free_bytes < self.min_free_disk_bytes {
+                return Err(Refusal::DiskFull { free_bytes });
+            }
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Drop this handle and wait (up to a deadline) for the writer to finish its last
@@ -341,27 +409,62 @@ impl Store {
         }
     }
 
-    /// Notified whenever deliveries became due (new events, retries scheduled).
+    /// Notified whenever deliveries became due (new events, retries scheduled, replays).
     pub fn due_changed(&self) -> Arc<Notify> {
         self.due_changed.clone()
     }
 
-    async fn submit<T>(
+    /// Deliveries waiting for `plugin` (pending, leased or retrying).
+    pub fn queue_depth(&self, plugin: &str) -> u64 {
+        self.depths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(plugin)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Run `op` inside the next group commit; returns once that commit is durable.
+    async fn write<T: Send + 'static>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
+        op: impl FnOnce(&mut Tables<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.writer
-            .send(make(tx))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let op: Op = Box::new(move |tables| {
+            let value = op(tables)?;
+            Ok(Box::new(move || {
+                // A caller that went away no longer needs the answer; the write is
+                // committed all the same.
+                let _ = tx.send(value);
+            }))
+        });
+        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
+        // A dropped reply means the batch carrying this write did not commit.
+        rx.await.map_err(|_| StoreError::NotCommitted)
     }
 
     /// Store an event and one pending delivery per plugin, unless (source, event id) is
     /// already stored. Returns once the commit is durable.
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
-        self.submit(|tx| Op::Ingest(event, tx)).await
+        self.write(move |t| t.ingest(event)).await
+    }
+
+    /// Mark a delivery as being attempted until `expires_at_ms`. Returns the delivery as
+    /// leased, or None when it is not queued (finished or gone meanwhile).
+    pub async fn lease(
+        &self,
+        id: EventId,
+        plugin: &str,
+        expires_at_ms: u64,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let plugin = plugin.to_string();
+        self.write(move |t| t.lease(id, &plugin, expires_at_ms))
+            .await?
+    }
+
+    /// Give back leases without an attempt (shutdown before they ran).
+    pub async fn release(&self, keys: Vec<(EventId, String)>) -> Result<(), StoreError> {
+        self.write(move |t| t.release(&keys)).await?
     }
 
     /// Record an attempt and move the delivery to its next state, durably.
@@ -372,34 +475,42 @@ impl Store {
         attempt: Attempt,
         next: Next,
     ) -> Result<(), StoreError> {
-        self.submit(|reply| Op::Attempt {
-            id,
-            plugin: plugin.to_string(),
-            attempt,
-            next,
-            reply,
-        })
-        .await
+        let plugin = plugin.to_string();
+        self.write(move |t| t.record_attempt(id, &plugin, attempt, next))
+            .await?
+    }
+
+    /// Make deliveries of event `id` due again now, with a fresh retry budget: the
+    /// existing ones to the given plugins (all of them when `plugins` is None), and new
+    /// ones for plugins in `add` that have none yet. In-flight deliveries are left
+    /// alone; with `only_dead`, so are those that are not dead. Returns the plugins
+    /// whose delivery was replayed.
+    pub async fn replay(
+        &self,
+        id: EventId,
+        plugins: Option<Vec<String>>,
+        add: Vec<String>,
+        only_dead: bool,
+        now_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write(move |t| t.replay(id, plugins.as_deref(), &add, only_dead, now_ms))
+            .await?
+    }
+
+    /// Delete dead deliveries; returns how many were deleted.
+    pub async fn purge_dead(&self, keys: Vec<(EventId, String)>) -> Result<usize, StoreError> {
+        self.write(move |t| t.purge_dead(&keys)).await?
     }
 
     pub async fn kv_set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.submit(|reply| Op::KvSet {
-            plugin: plugin.to_string(),
-            key: key.to_string(),
-            value,
-            reply,
-        })
-        .await
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |t| t.kv_set(&plugin, &key, &value)).await?
     }
 
     /// Remove a key; true when it existed.
     pub async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError> {
-        self.submit(|reply| Op::KvDelete {
-            plugin: plugin.to_string(),
-            key: key.to_string(),
-            reply,
-        })
-        .await
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |t| t.kv_delete(&plugin, &key)).await?
     }
 
     pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -411,15 +522,16 @@ impl Store {
             .map(|v| v.value().to_vec()))
     }
 
-    /// Up to `limit` (key, value) pairs of `plugin` whose key starts with `prefix`,
-    /// strictly after `start_after` when given.
+    /// Up to `limit` keys of `plugin` that start with `prefix`, strictly after
+    /// `start_after` when given, with their values when `values` is set.
     pub fn kv_list(
         &self,
         plugin: &str,
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        values: bool,
+    ) -> Result<Vec<KvEntry>, StoreError> {
         let read = self.db.begin_read().map_err(db)?;
         let kv = read.open_table(KV).map_err(db)?;
         let start = match start_after {
@@ -436,7 +548,7 @@ impl Store {
             if start_after == Some(key) {
                 continue;
             }
-            out.push((key.to_string(), v.value().to_vec()));
+            out.push((key.to_string(), values.then(|| v.value().to_vec())));
             if out.len() >= limit {
                 break;
             }
@@ -476,8 +588,8 @@ impl Store {
         }
     }
 
-    /// Up to `limit` deliveries of `plugin` due at or before `now_ms`, oldest first, as
-    /// (due at, id); and when the first one after those is due.
+    /// Up to `limit` deliveries of `plugin` due at or before `now_ms`, oldest first; and
+    /// when the first one after those is due.
     pub fn due(&self, plugin: &str, now_ms: u64, limit: usize) -> Result<DueBatch, StoreError> {
         let read = self.db.begin_read().map_err(db)?;
         let due = read.open_table(DUE).map_err(db)?;
@@ -503,7 +615,7 @@ impl Store {
     }
 
     /// Events newest first, filtered, starting strictly before `before` when given.
-    /// Scans at most `scan_limit` events per call so that a rare filter cannot stall
+    /// Examines at most `scan_limit` events per call so that a rare filter cannot stall
     /// the caller; the cursor lets it continue.
     pub fn list_events(
         &self,
@@ -525,31 +637,17 @@ impl Store {
             last_seen = Some(id);
             scanned += 1;
             let meta: EventMeta = serde_json::from_slice(v.value()).map_err(corrupt)?;
-            if filter.until_ms.is_some_and(|u| meta.received_at_ms > u) {
-                continue;
-            }
             if filter.since_ms.is_some_and(|s| meta.received_at_ms < s) {
-                // Ids grow with arrival time: everything older is older still.
+                // Ids grow with arrival time: everything further is older still.
                 return Ok(EventPage {
                     events: page,
                     next_cursor: None,
                 });
             }
-            let keep = filter.source.as_ref().is_none_or(|s| *s == meta.source)
-                && filter.event_id.as_ref().is_none_or(|e| *e == meta.event_id)
-                && filter
-                    .event_type
-                    .as_ref()
-                    .is_none_or(|t| *t == meta.event_type);
-            if keep {
+            if filter.matches_meta(&meta) {
                 let ds = read_deliveries(&deliveries, id)?;
-                let matches_delivery = |d: &Delivery| {
-                    filter.plugin.as_ref().is_none_or(|p| *p == d.plugin)
-                        && filter.status.is_none_or(|s| s == d.status)
-                };
-                let delivery_ok = (filter.plugin.is_none() && filter.status.is_none())
-                    || ds.iter().any(matches_delivery);
-                if delivery_ok {
+                let wants_delivery = filter.plugin.is_some() || filter.status.is_some();
+                if !wants_delivery || ds.iter().any(|d| filter.matches_delivery(d)) {
                     page.push((id, meta, ds));
                     if page.len() >= limit {
                         break;
@@ -576,6 +674,13 @@ impl Store {
         let events = read.open_table(EVENTS).map_err(db)?;
         events.len().map_err(db)
     }
+
+    /// Number of dedup keys kept.
+    pub fn dedup_count(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read().map_err(db)?;
+        let dedup = read.open_table(DEDUP).map_err(db)?;
+        dedup.len().map_err(db)
+    }
 }
 
 fn read_deliveries(
@@ -598,186 +703,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn writer_loop(
-    db: Arc<Database>,
-    mut rx: mpsc::Receiver<Op>,
-    mut next_id: u64,
-    due_changed: Arc<Notify>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let id_before = next_id;
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut made_due = false;
-        match commit_batch(&db, &mut batch, &mut next_id, &mut replies, &mut made_due) {
-            Ok(()) => {
-                for r in replies {
-                    r.send();
-                }
-                if made_due {
-                    due_changed.notify_one();
-                }
-            }
-            Err(e) => {
-                next_id = id_before;
-                let msg = e.to_string();
-                tracing::error!(error = %msg, "store commit failed; the batch was not stored");
-                for r in replies {
-                    r.fail(&msg);
-                }
-                // Ops not yet turned into replies (the failure happened part-way).
-                for op in batch.drain(..) {
-                    fail_op(op, &msg);
-                }
-            }
-        }
-        batch.clear();
-    }
-}
-
-fn fail_op(op: Op, msg: &str) {
-    match op {
-        Op::Ingest(_, tx) => Reply::Ingest(tx, Ingested::Stored(0)).fail(msg),
-        Op::Attempt { reply, .. } | Op::KvSet { reply, .. } => Reply::Unit(reply).fail(msg),
-        Op::KvDelete { reply, .. } => Reply::Bool(reply, false).fail(msg),
-    }
-}
-
-fn commit_batch(
-    db: &Database,
-    batch: &mut Vec<Op>,
-    next_id: &mut u64,
-    replies: &mut Vec<Reply>,
-    made_due: &mut bool,
-) -> Result<(), StoreError> {
-    let mut txn = db.begin_write().map_err(db_err)?;
-    // Bodies are attacker-controlled: redb recommends two-phase commit for such input,
-    // since one-phase recovery trusts a non-cryptographic checksum.
-    txn.set_two_phase_commit(true);
-    {
-        let mut events = txn.open_table(EVENTS).map_err(db_err)?;
-        let mut payloads = txn.open_table(PAYLOADS).map_err(db_err)?;
-        let mut dedup = txn.open_table(DEDUP).map_err(db_err)?;
-        let mut deliveries = txn.open_table(DELIVERIES).map_err(db_err)?;
-        let mut due = txn.open_table(DUE).map_err(db_err)?;
-        let mut kv = txn.open_table(KV).map_err(db_err)?;
-        for op in batch.drain(..) {
-            match op {
-                Op::Ingest(ev, tx) => {
-                    let existing = dedup
-                        .get((ev.meta.source.as_str(), ev.meta.event_id.as_str()))
-                        .map_err(db_err)?
-                        .map(|v| v.value());
-                    if let Some(id) = existing {
-                        replies.push(Reply::Ingest(tx, Ingested::Duplicate(id)));
-                        continue;
-                    }
-                    let id = *next_id;
-                    *next_id += 1;
-                    let meta = serde_json::to_vec(&ev.meta).map_err(corrupt)?;
-                    events.insert(id, meta.as_slice()).map_err(db_err)?;
-                    payloads.insert(id, ev.body.as_ref()).map_err(db_err)?;
-                    dedup
-                        .insert((ev.meta.source.as_str(), ev.meta.event_id.as_str()), id)
-                        .map_err(db_err)?;
-                    let at = ev.meta.received_at_ms;
-                    for plugin in &ev.plugins {
-                        let d = Delivery {
-                            plugin: plugin.clone(),
-                            status: DeliveryStatus::Pending,
-                            next_attempt_at_ms: Some(at),
-                            attempts: Vec::new(),
-                            created_at_ms: at,
-                            updated_at_ms: at,
-                        };
-                        let bytes = serde_json::to_vec(&d).map_err(corrupt)?;
-                        deliveries
-                            .insert((id, plugin.as_str()), bytes.as_slice())
-                            .map_err(db_err)?;
-                        due.insert((plugin.as_str(), at, id), ()).map_err(db_err)?;
-                        *made_due = true;
-                    }
-                    replies.push(Reply::Ingest(tx, Ingested::Stored(id)));
-                }
-                Op::Attempt {
-                    id,
-                    plugin,
-                    attempt,
-                    next,
-                    reply,
-                } => {
-                    let current = deliveries
-                        .get((id, plugin.as_str()))
-                        .map_err(db_err)?
-                        .map(|v| v.value().to_vec());
-                    let Some(current) = current else {
-                        // The delivery is gone (purged): nothing to record.
-                        replies.push(Reply::Unit(reply));
-                        continue;
-                    };
-                    let mut d: Delivery = serde_json::from_slice(&current).map_err(corrupt)?;
-                    if let Some(at) = d.next_attempt_at_ms {
-                        due.remove((plugin.as_str(), at, id)).map_err(db_err)?;
-                    }
-                    d.updated_at_ms = attempt.started_at_ms + attempt.duration_ms;
-                    d.attempts.push(attempt);
-                    match next {
-                        Next::Done => {
-                            d.status = DeliveryStatus::Done;
-                            d.next_attempt_at_ms = None;
-                        }
-                        Next::Dead => {
-                            d.status = DeliveryStatus::Dead;
-                            d.next_attempt_at_ms = None;
-                        }
-                        Next::RetryAt(at) => {
-                            d.status = DeliveryStatus::Retrying;
-                            d.next_attempt_at_ms = Some(at);
-                            due.insert((plugin.as_str(), at, id), ()).map_err(db_err)?;
-                            *made_due = true;
-                        }
-                    }
-                    let bytes = serde_json::to_vec(&d).map_err(corrupt)?;
-                    deliveries
-                        .insert((id, plugin.as_str()), bytes.as_slice())
-                        .map_err(db_err)?;
-                    replies.push(Reply::Unit(reply));
-                }
-                Op::KvSet {
-                    plugin,
-                    key,
-                    value,
-                    reply,
-                } => {
-                    kv.insert((plugin.as_str(), key.as_str()), value.as_slice())
-                        .map_err(db_err)?;
-                    replies.push(Reply::Unit(reply));
-                }
-                Op::KvDelete { plugin, key, reply } => {
-                    let existed = kv
-                        .remove((plugin.as_str(), key.as_str()))
-                        .map_err(db_err)?
-                        .is_some();
-                    replies.push(Reply::Bool(reply, existed));
-                }
-            }
-        }
-    }
-    txn.commit().map_err(db_err)?;
-    Ok(())
-}
-
-fn db_err(e: impl Into<redb::Error>) -> StoreError {
-    db(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,7 +720,7 @@ mod tests {
     #[tokio::test]
     async fn ingest_dedups_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let ev = NewEvent {
             meta: meta("demo", "msg_1"),
             body: bytes::Bytes::from_static(b"{\"a\":1}"),
@@ -815,7 +740,7 @@ mod tests {
         assert!(matches!(store.ingest(other).await.unwrap(), Ingested::Stored(i) if i != id));
         store.close().await;
 
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let got = store.event(id).unwrap().unwrap();
         assert_eq!(got.body, b"{\"a\":1}");
         assert_eq!(got.meta, ev.meta);
@@ -840,7 +765,7 @@ mod tests {
     #[tokio::test]
     async fn attempts_move_deliveries_through_the_due_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let Ingested::Stored(id) = store
             .ingest(NewEvent {
                 meta: meta("demo", "m"),
@@ -893,7 +818,7 @@ mod tests {
     #[tokio::test]
     async fn kv_is_per_plugin_and_lists_by_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         for k in ["a/1", "a/2", "a/3", "b/1"] {
             store.kv_set("p", k, k.as_bytes().to_vec()).await.unwrap();
         }
@@ -901,16 +826,20 @@ mod tests {
         assert_eq!(store.kv_get("p", "a/1").unwrap().unwrap(), b"a/1");
         assert_eq!(store.kv_get("q", "a/1").unwrap().unwrap(), b"q");
         assert_eq!(store.kv_get("q", "a/2").unwrap(), None);
-        let keys = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let keys =
+            |v: Vec<(String, Option<Vec<u8>>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(
-            keys(store.kv_list("p", "a/", None, 10).unwrap()),
+            keys(store.kv_list("p", "a/", None, 10, false).unwrap()),
             ["a/1", "a/2", "a/3"]
         );
         assert_eq!(
-            keys(store.kv_list("p", "a/", Some("a/1"), 1).unwrap()),
+            keys(store.kv_list("p", "a/", Some("a/1"), 1, false).unwrap()),
             ["a/2"]
         );
-        assert_eq!(keys(store.kv_list("q", "", None, 10).unwrap()), ["a/1"]);
+        assert_eq!(
+            keys(store.kv_list("q", "", None, 10, false).unwrap()),
+            ["a/1"]
+        );
         assert!(store.kv_delete("p", "a/1").await.unwrap());
         assert!(!store.kv_delete("p", "a/1").await.unwrap());
     }
@@ -918,7 +847,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_ingests_share_commits_and_all_land() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let mut tasks = Vec::new();
         for i in 0..200 {
             let s = store.clone();
@@ -945,5 +874,129 @@ mod tests {
             .unwrap();
         assert_eq!(rest.events.len(), 150);
         assert!(rest.next_cursor.is_none());
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pass_removes_finished_events_and_old_dedup_keys_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            done_retention_ms: 1000,
+            dead_retention_ms: 5000,
+            dedup_window_ms: 1000,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), &config).unwrap();
+        let t0 = now_ms();
+        let mut ids = Vec::new();
+        for (i, next) in [Next::Done, Next::Dead, Next::RetryAt(t0 + 3_600_000)]
+            .into_iter()
+            .enumerate()
+        {
+            let Ingested::Stored(id) = store
+                .ingest(NewEvent {
+                    meta: EventMeta {
+                        source: "s".into(),
+                        event_id: format!("e{i}"),
+                        event_type: "t".into(),
+                        received_at_ms: t0,
+                        headers: vec![],
+                    },
+                    body: bytes::Bytes::from_static(b"{}"),
+                    plugins: vec!["p".into()],
+                })
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            let attempt = Attempt {
+                number: 1,
+                started_at_ms: t0,
+                duration_ms: 1,
+                outcome: AttemptOutcome::Done,
+                error: None,
+                plugin_version: "v".into(),
+                logs: vec![],
+            };
+            store.record_attempt(id, "p", attempt, next).await.unwrap();
+            ids.push(id);
+        }
+        let janitor = Janitor::new(store.clone(), config);
+        // Nothing is old yet.
+        assert_eq!(janitor.pass(t0 + 500).await.unwrap(), PassReport::default());
+        // Past the done retention and the dedup window, not the dead retention.
+        let r = janitor.pass(t0 + 2000).await.unwrap();
+        assert_eq!(
+            r,
+            PassReport {
+                events_removed: 1,
+                dedup_keys_removed: 3
+            }
+        );
+        assert!(store.event(ids[0]).unwrap().is_none());
+        assert!(store.event(ids[1]).unwrap().is_some());
+        // Past the dead retention: the dead letter goes; the queued one never does.
+        let r = janitor.pass(t0 + 10_000_000).await.unwrap();
+        assert_eq!(r.events_removed, 1);
+        assert!(store.event(ids[1]).unwrap().is_none());
+        assert!(store.event(ids[2]).unwrap().is_some());
+        assert_eq!(store.dedup_count().unwrap(), 0);
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leases_left_by_a_stopped_host_are_reclaimed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::default();
+        let store = Store::open(dir.path(), &config).unwrap();
+        let Ingested::Stored(id) = store
+            .ingest(NewEvent {
+                meta: EventMeta {
+                    source: "s".into(),
+                    event_id: "e".into(),
+                    event_type: "t".into(),
+                    received_at_ms: now_ms(),
+                    headers: vec![],
+                },
+                body: bytes::Bytes::new(),
+                plugins: vec!["p".into()],
+            })
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let leased = store
+            .lease(id, "p", now_ms() + 60_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(leased.status, DeliveryStatus::Leased);
+        // A second lease of the same delivery is refused while the first holds.
+        assert!(
+            store
+                .lease(id, "p", now_ms() + 60_000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.queue_depth("p"), 1);
+        store.close().await;
+
+        let store = Store::open(dir.path(), &config).unwrap();
+        let d = store.delivery(id, "p").unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(d.lease_expires_at_ms, None);
+        assert_eq!(store.due("p", u64::MAX - 1, 10).unwrap().due.len(), 1);
+        assert_eq!(store.queue_depth("p"), 1);
     }
 }

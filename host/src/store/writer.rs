@@ -1,0 +1,488 @@
+//! The writer thread and every write the store makes.
+//!
+//! A write is a closure over the open tables; the thread applies all queued closures in
+//! one transaction and sends their replies only after the commit returned. If the commit
+//! fails, no reply is sent and every caller in the batch gets `NotCommitted`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{Notify, mpsc};
+
+use super::*;
+
+/// What a write leaves to do after the commit: send its reply.
+pub(super) type Reply = Box<dyn FnOnce() + Send>;
+/// A write: applied inside the batch's transaction. An error aborts the whole batch, so
+/// writes return storage errors only; per-write problems go into their reply.
+pub(super) type Op = Box<dyn FnOnce(&mut Tables<'_>) -> Result<Reply, StoreError> + Send>;
+
+/// The tables of one write transaction, and what the batch changed.
+pub(super) struct Tables<'t> {
+    events: Table<'t, u64, &'static [u8]>,
+    payloads: Table<'t, u64, &'static [u8]>,
+    dedup: Table<'t, (&'static str, &'static str), u64>,
+    dedup_age: Table<'t, (u64, u64), (&'static str, &'static str)>,
+    deliveries: Table<'t, (u64, &'static str), &'static [u8]>,
+    due: Table<'t, (&'static str, u64, u64), ()>,
+    leases: Table<'t, (&'static str, u64), u64>,
+    kv: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    next_id: u64,
+    made_due: bool,
+    /// Change of each plugin's queue depth, applied to the counters after the commit.
+    depth: HashMap<String, i64>,
+}
+
+fn open_tables(txn: &WriteTransaction, next_id: u64) -> Result<Tables<'_>, StoreError> {
+    Ok(Tables {
+        events: txn.open_table(EVENTS).map_err(db)?,
+        payloads: txn.open_table(PAYLOADS).map_err(db)?,
+        dedup: txn.open_table(DEDUP).map_err(db)?,
+        dedup_age: txn.open_table(DEDUP_AGE).map_err(db)?,
+        deliveries: txn.open_table(DELIVERIES).map_err(db)?,
+        due: txn.open_table(DUE).map_err(db)?,
+        leases: txn.open_table(LEASES).map_err(db)?,
+        kv: txn.open_table(KV).map_err(db)?,
+        next_id,
+        made_due: false,
+        depth: HashMap::new(),
+    })
+}
+
+/// Create every table (so readers never meet a missing one) and reclaim the leases a
+/// stopped process left: those deliveries are queued again. Returns how many.
+pub(super) fn prepare(database: &Database) -> Result<usize, StoreError> {
+    let txn = begin(database)?;
+    let reclaimed;
+    {
+        let mut t = open_tables(&txn, 0)?;
+        let mut held = Vec::new();
+        for entry in t.leases.iter().map_err(db)? {
+            let (k, _) = entry.map_err(db)?;
+            let (plugin, id) = k.value();
+            held.push((id, plugin.to_string()));
+        }
+        reclaimed = held.len();
+        t.release(&held)??;
+    }
+    txn.commit().map_err(db)?;
+    Ok(reclaimed)
+}
+
+fn begin(database: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = database.begin_write().map_err(db)?;
+    // Bodies are attacker-controlled: redb recommends two-phase commit for such input,
+    // since one-phase recovery trusts a non-cryptographic checksum.
+    txn.set_two_phase_commit(true);
+    Ok(txn)
+}
+
+pub(super) fn spawn(
+    database: Arc<Database>,
+    rx: mpsc::Receiver<Op>,
+    next_id: u64,
+    max_batch: usize,
+    due_changed: Arc<Notify>,
+    depths: QueueDepths,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("agenthook-store-writer".into())
+        .spawn(move || run(database, rx, next_id, max_batch, due_changed, depths))
+}
+
+fn run(
+    database: Arc<Database>,
+    mut rx: mpsc::Receiver<Op>,
+    mut next_id: u64,
+    max_batch: usize,
+    due_changed: Arc<Notify>,
+    depths: QueueDepths,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        // Whatever queued up while the last commit ran shares this one.
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match commit(&database, &mut batch, next_id) {
+            Ok((replies, after)) => {
+                next_id = after.next_id;
+                if !after.depth.is_empty() {
+                    let mut d = depths.lock().unwrap_or_else(|p| p.into_inner());
+                    for (plugin, delta) in after.depth {
+                        let v = d.entry(plugin).or_insert(0);
+                        *v = v.saturating_add_signed(delta);
+                    }
+                }
+                for reply in replies {
+                    reply();
+                }
+                if after.made_due {
+                    due_changed.notify_one();
+                }
+            }
+            Err(e) => {
+                // Dropping the ops and replies tells every caller `NotCommitted`.
+                tracing::error!(error = %e, writes = batch.len(), "store commit failed; the batch was not stored");
+                batch.clear();
+            }
+        }
+    }
+}
+
+struct After {
+    next_id: u64,
+    made_due: bool,
+    depth: HashMap<String, i64>,
+}
+
+fn commit(
+    database: &Database,
+    batch: &mut Vec<Op>,
+    next_id: u64,
+) -> Result<(Vec<Reply>, After), StoreError> {
+    let txn = begin(database)?;
+    let mut replies = Vec::with_capacity(batch.len());
+    let after = {
+        let mut tables = open_tables(&txn, next_id)?;
+        for op in batch.drain(..) {
+            replies.push(op(&mut tables)?);
+        }
+        After {
+            next_id: tables.next_id,
+            made_due: tables.made_due,
+            depth: std::mem::take(&mut tables.depth),
+        }
+    };
+    txn.commit().map_err(db)?;
+    Ok((replies, after))
+}
+
+impl Tables<'_> {
+    fn get_delivery(
+        &self,
+        id: EventId,
+        plugin: &str,
+    ) -> Result<Option<Result<Delivery, StoreError>>, StoreError> {
+        Ok(self
+            .deliveries
+            .get((id, plugin))
+            .map_err(db)?
+            .map(|v| serde_json::from_slice(v.value()).map_err(corrupt)))
+    }
+
+    fn put_delivery(&mut self, id: EventId, d: &Delivery) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(d).map_err(corrupt)?;
+        self.deliveries
+            .insert((id, d.plugin.as_str()), bytes.as_slice())
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn enqueue(&mut self, plugin: &str, at: u64, id: EventId) -> Result<(), StoreError> {
+        self.due.insert((plugin, at, id), ()).map_err(db)?;
+        self.made_due = true;
+        Ok(())
+    }
+
+    fn count(&mut self, plugin: &str, delta: i64) {
+        *self.depth.entry(plugin.to_string()).or_insert(0) += delta;
+    }
+
+    pub(super) fn ingest(&mut self, ev: NewEvent) -> Result<Ingested, StoreError> {
+        let key = (ev.meta.source.as_str(), ev.meta.event_id.as_str());
+        if let Some(id) = self.dedup.get(key).map_err(db)? {
+            return Ok(Ingested::Duplicate(id.value()));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let meta = serde_json::to_vec(&ev.meta).map_err(corrupt)?;
+        self.events.insert(id, meta.as_slice()).map_err(db)?;
+        self.payloads.insert(id, ev.body.as_ref()).map_err(db)?;
+        self.dedup.insert(key, id).map_err(db)?;
+        let at = ev.meta.received_at_ms;
+        self.dedup_age.insert((at, id), key).map_err(db)?;
+        for plugin in &ev.plugins {
+            let d = Delivery {
+                plugin: plugin.clone(),
+                status: DeliveryStatus::Pending,
+                next_attempt_at_ms: Some(at),
+                lease_expires_at_ms: None,
+                attempts: Vec::new(),
+                budget_start: 0,
+                created_at_ms: at,
+                updated_at_ms: at,
+            };
+            self.put_delivery(id, &d)?;
+            self.enqueue(plugin, at, id)?;
+            self.count(plugin, 1);
+        }
+        Ok(Ingested::Stored(id))
+    }
+
+    pub(super) fn lease(
+        &mut self,
+        id: EventId,
+        plugin: &str,
+        expires_at_ms: u64,
+    ) -> Result<Result<Option<Delivery>, StoreError>, StoreError> {
+        let mut d = match self.get_delivery(id, plugin)? {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Ok(Err(e)),
+            None => return Ok(Ok(None)),
+        };
+        if !matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
+            return Ok(Ok(None));
+        }
+        d.status = DeliveryStatus::Leased;
+        d.lease_expires_at_ms = Some(expires_at_ms);
+        self.leases
+            .insert((plugin, id), expires_at_ms)
+            .map_err(db)?;
+        self.put_delivery(id, &d)?;
+        Ok(Ok(Some(d)))
+    }
+
+    /// Leased deliveries go back to pending (never attempted) or retrying.
+    pub(super) fn release(
+        &mut self,
+        keys: &[(EventId, String)],
+    ) -> Result<Result<(), StoreError>, StoreError> {
+        for (id, plugin) in keys {
+            self.leases.remove((plugin.as_str(), *id)).map_err(db)?;
+            let Some(Ok(mut d)) = self.get_delivery(*id, plugin)? else {
+                continue;
+            };
+            if d.status == DeliveryStatus::Leased {
+                d.status = if d.attempts.is_empty() {
+                    DeliveryStatus::Pending
+                } else {
+                    DeliveryStatus::Retrying
+                };
+                d.lease_expires_at_ms = None;
+                self.put_delivery(*id, &d)?;
+                self.made_due = true;
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    pub(super) fn record_attempt(
+        &mut self,
+        id: EventId,
+        plugin: &str,
+        attempt: Attempt,
+        next: Next,
+    ) -> Result<Result<(), StoreError>, StoreError> {
+        self.leases.remove((plugin, id)).map_err(db)?;
+        let mut d = match self.get_delivery(id, plugin)? {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Ok(Err(e)),
+            // The delivery is gone (purged): nothing to record.
+            None => return Ok(Ok(())),
+        };
+        if let Some(at) = d.next_attempt_at_ms {
+            self.due.remove((plugin, at, id)).map_err(db)?;
+        }
+        d.updated_at_ms = attempt.started_at_ms + attempt.duration_ms;
+        d.lease_expires_at_ms = None;
+        d.attempts.push(attempt);
+        match next {
+            Next::Done | Next::Dead => {
+                d.status = if next == Next::Done {
+                    DeliveryStatus::Done
+                } else {
+                    DeliveryStatus::Dead
+                };
+                d.next_attempt_at_ms = None;
+                self.count(plugin, -1);
+            }
+            Next::RetryAt(at) => {
+                d.status = DeliveryStatus::Retrying;
+                d.next_attempt_at_ms = Some(at);
+                self.enqueue(plugin, at, id)?;
+            }
+        }
+        self.put_delivery(id, &d)?;
+        Ok(Ok(()))
+    }
+
+    pub(super) fn replay(
+        &mut self,
+        id: EventId,
+        plugins: Option<&[String]>,
+        add: &[String],
+        only_dead: bool,
+        now_ms: u64,
+    ) -> Result<Result<Vec<String>, StoreError>, StoreError> {
+        if self.events.get(id).map_err(db)?.is_none() {
+            return Ok(Ok(Vec::new()));
+        }
+        let mut existing = Vec::new();
+        for entry in self.deliveries.range((id, "")..(id + 1, "")).map_err(db)? {
+            let (_, v) = entry.map_err(db)?;
+            match serde_json::from_slice::<Delivery>(v.value()) {
+                Ok(d) => existing.push(d),
+                Err(e) => return Ok(Err(corrupt(e))),
+            }
+        }
+        let mut replayed = Vec::new();
+        for mut d in existing {
+            if plugins.is_some_and(|ps| !ps.contains(&d.plugin))
+                || d.status == DeliveryStatus::Leased
+                || (only_dead && d.status != DeliveryStatus::Dead)
+            {
+                continue;
+            }
+            match d.next_attempt_at_ms {
+                Some(at) => {
+                    self.due.remove((d.plugin.as_str(), at, id)).map_err(db)?;
+                }
+                None => self.count(&d.plugin, 1),
+            }
+            d.status = DeliveryStatus::Pending;
+            d.next_attempt_at_ms = Some(now_ms);
+            d.budget_start = d.attempts.len() as u32;
+            d.updated_at_ms = now_ms;
+            self.put_delivery(id, &d)?;
+            self.enqueue(&d.plugin, now_ms, id)?;
+            replayed.push(d.plugin);
+        }
+        if !only_dead {
+            for plugin in add {
+                if self
+                    .deliveries
+                    .get((id, plugin.as_str()))
+                    .map_err(db)?
+                    .is_some()
+                {
+                    continue;
+                }
+                let d = Delivery {
+                    plugin: plugin.clone(),
+                    status: DeliveryStatus::Pending,
+                    next_attempt_at_ms: Some(now_ms),
+                    lease_expires_at_ms: None,
+                    attempts: Vec::new(),
+                    budget_start: 0,
+                    created_at_ms: now_ms,
+                    updated_at_ms: now_ms,
+                };
+                self.put_delivery(id, &d)?;
+                self.enqueue(plugin, now_ms, id)?;
+                self.count(plugin, 1);
+                replayed.push(plugin.clone());
+            }
+        }
+        Ok(Ok(replayed))
+    }
+
+    pub(super) fn purge_dead(
+        &mut self,
+        keys: &[(EventId, String)],
+    ) -> Result<Result<usize, StoreError>, StoreError> {
+        let mut purged = 0;
+        for (id, plugin) in keys {
+            if let Some(Ok(d)) = self.get_delivery(*id, plugin)?
+                && d.status == DeliveryStatus::Dead
+            {
+                self.deliveries.remove((*id, plugin.as_str())).map_err(db)?;
+                purged += 1;
+            }
+        }
+        Ok(Ok(purged))
+    }
+
+    pub(super) fn kv_set(
+        &mut self,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<Result<(), StoreError>, StoreError> {
+        self.kv.insert((plugin, key), value).map_err(db)?;
+        Ok(Ok(()))
+    }
+
+    pub(super) fn kv_delete(
+        &mut self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Result<bool, StoreError>, StoreError> {
+        Ok(Ok(self.kv.remove((plugin, key)).map_err(db)?.is_some()))
+    }
+
+    /// Delete events whose every delivery is finished and older than its retention.
+    /// Re-checked here, inside the write, since a replay may have come in between.
+    pub(super) fn remove_expired(
+        &mut self,
+        ids: &[EventId],
+        done_before_ms: u64,
+        dead_before_ms: u64,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for &id in ids {
+            let Some(meta) = self.events.get(id).map_err(db)?.map(|v| v.value().to_vec()) else {
+                continue;
+            };
+            let Ok(meta) = serde_json::from_slice::<EventMeta>(&meta) else {
+                continue;
+            };
+            let mut plugins = Vec::new();
+            let mut removable = true;
+            for entry in self.deliveries.range((id, "")..(id + 1, "")).map_err(db)? {
+                let (k, v) = entry.map_err(db)?;
+                let ok = match serde_json::from_slice::<Delivery>(v.value()) {
+                    Ok(d) => {
+                        retention::expired(&d, meta.received_at_ms, done_before_ms, dead_before_ms)
+                    }
+                    Err(_) => false,
+                };
+                removable &= ok;
+                plugins.push(k.value().1.to_string());
+            }
+            if !removable || (plugins.is_empty() && meta.received_at_ms >= done_before_ms) {
+                continue;
+            }
+            for p in &plugins {
+                self.deliveries.remove((id, p.as_str())).map_err(db)?;
+            }
+            self.events.remove(id).map_err(db)?;
+            self.payloads.remove(id).map_err(db)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Forget dedup keys received before `before_ms`, oldest first, at most `limit`.
+    pub(super) fn expire_dedup(
+        &mut self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut old = Vec::new();
+        for entry in self
+            .dedup_age
+            .range((0u64, 0u64)..(before_ms, 0u64))
+            .map_err(db)?
+        {
+            let (k, v) = entry.map_err(db)?;
+            let (source, event_id) = v.value();
+            old.push((k.value(), source.to_string(), event_id.to_string()));
+            if old.len() >= limit {
+                break;
+            }
+        }
+        for (age_key, source, event_id) in &old {
+            self.dedup_age.remove(*age_key).map_err(db)?;
+            self.dedup
+                .remove((source.as_str(), event_id.as_str()))
+                .map_err(db)?;
+        }
+        Ok(old.len())
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: one binary, split by topic. Each test starts the real host (in
+//! process through `agenthook::run`, or the real binary) on loopback with a temp data
+//! dir and real plugin components built from `plugins/`.
+
+mod delivery;
+mod foundation;
+mod harness;
+mod lifecycle;
+mod senders;
+mod servers;
+mod tools;
