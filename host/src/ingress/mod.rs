@@ -1,23 +1,41 @@
 //! Ingress: `POST /hooks/{source}`. Reads the body under the size limit, verifies the
 //! sender's signature and timestamp on the raw bytes, extracts the event id and type,
-//! and acknowledges only after the event and its deliveries are durably stored.
+//! checks the optional JSON Schema, and acknowledges only after the event and its
+//! deliveries are durably stored.
 //!
-//! One file per signature scheme. Nothing here decides what a plugin does with the
-//! event, and nothing refused here is stored.
+//! One file per signature scheme, each with the sender's signing function beside its
+//! verifier (for `agenthook send`). Nothing here decides what a plugin does with the
+//! event, nothing refused here is stored, and no secret or computed signature is ever
+//! logged or sent back.
 
+pub mod counters;
+pub mod github;
+pub mod hmac;
+#[cfg(test)]
+mod proptests;
+pub mod schema;
+pub mod shopify;
+pub mod slack;
 pub mod standard_webhooks;
+pub mod stripe;
+#[cfg(test)]
+mod testdata;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode, header};
+use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
-use crate::config::{Config, ConfigError, Scheme, SourceConfig};
+use crate::config::{Config, ConfigError, Scheme, Secret, SourceConfig};
 use crate::http::{self as web, Body, Request};
 use crate::runtime::registry::Registry;
-use crate::store::{EventMeta, Ingested, NewEvent, Store, now_ms};
+use crate::store::{EventMeta, Ingested, NewEvent, Refusal, Store, now_ms};
+
+pub use counters::IngressCounters;
 
 /// What a verified request told us about the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +43,16 @@ pub struct Verified {
     /// The sender's id for the event: the dedup key within the source.
     pub event_id: String,
     pub event_type: String,
+}
+
+/// What a verified request asks of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// An event to store and dispatch.
+    Event(Verified),
+    /// A handshake the sender expects answered, not stored: Slack's `url_verification`
+    /// (the challenge to echo back).
+    Challenge(String),
 }
 
 /// Why a request was refused: the status, a stable machine-readable reason, and a
@@ -53,31 +81,80 @@ impl Rejection {
             message: message.into(),
         }
     }
+
+    fn signature_mismatch(header: &str) -> Self {
+        Rejection::unauthorized(
+            "signature_mismatch",
+            format!("no {header} signature matches any configured secret"),
+        )
+    }
+
+    fn malformed_body(message: impl Into<String>) -> Self {
+        Rejection::bad_request("malformed_body", message)
+    }
 }
 
-/// A source's verifier, built once from its config.
-enum Verifier {
+/// A source's verifier, built once from its config: the scheme's check plus the
+/// source's JSON Schemas.
+pub struct Verifier {
+    scheme: SchemeVerifier,
+    schemas: schema::Schemas,
+}
+
+enum SchemeVerifier {
     StandardWebhooks(standard_webhooks::Verifier),
+    Stripe(stripe::Verifier),
+    Github(github::Verifier),
+    Slack(slack::Verifier),
+    Shopify(shopify::Verifier),
+    Hmac(hmac::Verifier),
 }
 
 impl Verifier {
-    fn new(source: &SourceConfig) -> Result<Verifier, ConfigError> {
-        Ok(match source.scheme {
+    /// Decode the source's secrets and compile its schemas; a bad secret or schema is
+    /// a config error naming the field.
+    pub fn new(source: &SourceConfig) -> Result<Verifier, ConfigError> {
+        let scheme = match source.scheme {
             Scheme::StandardWebhooks => {
-                Verifier::StandardWebhooks(standard_webhooks::Verifier::new(source)?)
+                SchemeVerifier::StandardWebhooks(standard_webhooks::Verifier::new(source)?)
             }
+            Scheme::Stripe => SchemeVerifier::Stripe(stripe::Verifier::new(source)?),
+            Scheme::Github => SchemeVerifier::Github(github::Verifier::new(source)?),
+            Scheme::Slack => SchemeVerifier::Slack(slack::Verifier::new(source)?),
+            Scheme::Shopify => SchemeVerifier::Shopify(shopify::Verifier::new(source)?),
+            Scheme::HmacSha256 => SchemeVerifier::Hmac(hmac::Verifier::new(source)?),
+        };
+        Ok(Verifier {
+            scheme,
+            schemas: schema::Schemas::new(source)?,
         })
     }
 
-    fn verify(
+    /// Verify a request's raw headers and body as received. `now_secs` is the current
+    /// Unix time (injected so tests can pin it). Never panics, whatever the input.
+    pub fn verify(
         &self,
-        headers: &http::HeaderMap,
+        headers: &HeaderMap,
         body: &[u8],
         now_secs: i64,
-    ) -> Result<Verified, Rejection> {
-        match self {
-            Verifier::StandardWebhooks(v) => v.verify(headers, body, now_secs),
-        }
+    ) -> Result<Accepted, Rejection> {
+        let verified = match &self.scheme {
+            SchemeVerifier::StandardWebhooks(v) => v.verify(headers, body, now_secs)?,
+            SchemeVerifier::Stripe(v) => v.verify(headers, body, now_secs)?,
+            SchemeVerifier::Github(v) => v.verify(headers, body)?,
+            SchemeVerifier::Slack(v) => match v.verify(headers, body, now_secs)? {
+                Accepted::Event(e) => e,
+                challenge => return Ok(challenge),
+            },
+            SchemeVerifier::Shopify(v) => v.verify(headers, body)?,
+            SchemeVerifier::Hmac(v) => v.verify(headers, body, now_secs)?,
+        };
+        let forms = matches!(
+            self.scheme,
+            SchemeVerifier::Github(_) | SchemeVerifier::Slack(_)
+        );
+        self.schemas.check(&verified.event_type, body, forms)?;
+        Ok(Accepted::Event(verified))
     }
 }
 
@@ -87,12 +164,319 @@ pub fn validate_source(source: &SourceConfig) -> Result<(), ConfigError> {
     Verifier::new(source).map(|_| ())
 }
 
+// ---- signing, for `agenthook send` ------------------------------------------------
+
+/// What the simulator wants sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The event id, where the scheme carries it in a header (`None`: a fresh one).
+    /// Where the scheme carries it in the body, the body's value is replaced.
+    pub event_id: Option<&'a str>,
+    /// The event type, likewise.
+    pub event_type: Option<&'a str>,
+    /// The Unix time to sign with.
+    pub timestamp: i64,
+    pub body: &'a [u8],
+}
+
+/// A request signed exactly as the sender would sign it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The sender's headers, in the order it sends them.
+    pub headers: Vec<(String, String)>,
+    /// The body; differs from the input only where `--id`/`--type` had to be written
+    /// into it.
+    pub body: Vec<u8>,
+}
+
+/// Why a request could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("the secret cannot be used for {scheme}: {message}")]
+    Secret {
+        scheme: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Payload(String),
+}
+
+/// Sign `out` for `source` with `secret`, exactly as its sender would: the sender's
+/// headers, a fresh id where the scheme carries one in a header, `Content-Type`.
+pub fn sign(source: &SourceConfig, secret: &Secret, out: &Outgoing) -> Result<Signed, SignError> {
+    let signed = match source.scheme {
+        Scheme::StandardWebhooks => standard_webhooks::sign(secret.expose(), out)?,
+        Scheme::Stripe => stripe::sign(secret.expose(), out)?,
+        Scheme::Github => github::sign(secret.expose(), out)?,
+        Scheme::Slack => slack::sign(secret.expose(), out)?,
+        Scheme::Shopify => shopify::sign(secret.expose(), out)?,
+        Scheme::HmacSha256 => {
+            let settings = source.hmac.as_ref().ok_or_else(|| {
+                SignError::Payload("hmac-sha256 needs its header settings".into())
+            })?;
+            hmac::sign(settings, secret.expose(), out)?
+        }
+    };
+    let mut headers = signed.headers;
+    let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&signed.body).is_ok() {
+        "application/json"
+    } else if std::str::from_utf8(&signed.body).is_ok_and(|s| s.contains('=')) {
+        "application/x-www-form-urlencoded"
+    } else {
+        "application/octet-stream"
+    };
+    headers.insert(0, ("Content-Type".into(), content_type.into()));
+    Ok(Signed {
+        headers,
+        body: signed.body,
+    })
+}
+
+/// A fresh random id in hex, with the sender's prefix.
+fn fresh_id(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(rand::random::<[u8; 12]>()))
+}
+
+/// Write values at JSON pointers into a JSON object body (intermediate objects are
+/// created), for the simulator's `--id`/`--type` where the scheme carries them in the
+/// body. With nothing to write the body is returned as it is, byte for byte.
+fn edit_json(body: &[u8], fields: &[(&str, Option<&str>)]) -> Result<Vec<u8>, SignError> {
+    if fields.iter().all(|(_, v)| v.is_none()) {
+        return Ok(body.to_vec());
+    }
+    let mut doc: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return Err(SignError::Payload(
+                "the id or type goes into the JSON body, so the body must be a JSON object".into(),
+            ));
+        }
+    };
+    for (pointer, value) in fields {
+        if let Some(value) = value {
+            set_pointer(&mut doc, pointer, Value::String(value.to_string()))?;
+        }
+    }
+    serde_json::to_vec(&doc).map_err(|e| SignError::Payload(e.to_string()))
+}
+
+fn set_pointer(doc: &mut Value, pointer: &str, value: Value) -> Result<(), SignError> {
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let not_object =
+        || SignError::Payload(format!("cannot write {pointer}: not inside a JSON object"));
+    let Some((last, parents)) = tokens.split_last().filter(|_| pointer.starts_with('/')) else {
+        return Err(not_object());
+    };
+    let mut cur = doc;
+    for token in parents {
+        let Value::Object(map) = cur else {
+            return Err(not_object());
+        };
+        cur = map
+            .entry(token.clone())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    let Value::Object(map) = cur else {
+        return Err(not_object());
+    };
+    map.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Whether a JSON body has a string at `pointer`.
+fn has_string(body: &[u8], pointer: &str) -> bool {
+    json(body).is_some_and(|d| d.pointer(pointer).is_some_and(Value::is_string))
+}
+
+// ---- shared pieces of the schemes -------------------------------------------------
+
+type HmacSha256 = ::hmac::Hmac<Sha256>;
+
+/// The longest event id or type accepted: they are keys and labels, not payloads.
+const MAX_LABEL_LEN: usize = 256;
+
+/// The length of an HMAC-SHA256.
+const MAC_LEN: usize = 32;
+
+/// A hex HMAC-SHA256 as presented in a header: 64 hex digits, else `None`.
+fn hex_mac(text: &str) -> Option<Vec<u8>> {
+    hex::decode(text).ok().filter(|s| s.len() == MAC_LEN)
+}
+
+/// HMAC-SHA256 over the concatenation of `parts`.
+fn mac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
+    use ::hmac::Mac as _;
+    // HMAC takes keys of any length; this cannot fail.
+    let mut mac = <HmacSha256 as ::hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
+/// Constant-time comparison of a computed MAC with a presented signature.
+fn mac_matches(mac: &HmacSha256, presented: &[u8]) -> bool {
+    ::hmac::Mac::verify_slice(mac.clone(), presented).is_ok()
+}
+
+/// The hex HMAC-SHA256 of `parts`, for signing.
+fn mac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    hex::encode(::hmac::Mac::finalize(mac(key, parts)).into_bytes())
+}
+
+/// The base64 HMAC-SHA256 of `parts`, for signing.
+fn mac_base64(key: &[u8], parts: &[&[u8]]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .encode(::hmac::Mac::finalize(mac(key, parts)).into_bytes())
+}
+
+/// A header sent at most once, as text. `Ok(None)` when absent.
+fn optional_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::bad_request(
+            "duplicate_header",
+            format!("{name} is sent more than once"),
+        ));
+    }
+    value.to_str().map(Some).map_err(|_| {
+        Rejection::bad_request("malformed_header", format!("{name} is not visible ASCII"))
+    })
+}
+
+/// A header that must be sent exactly once. Missing is 401 for the headers that
+/// authenticate (signature, timestamp) and 400 for the others.
+fn required_header<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    authenticates: bool,
+) -> Result<&'a str, Rejection> {
+    optional_header(headers, name)?.ok_or_else(|| Rejection {
+        status: if authenticates {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        },
+        reason: "missing_header",
+        message: format!("{name} header is missing"),
+    })
+}
+
+/// A Unix timestamp in seconds: plain ASCII digits, nothing else (the text is signed
+/// as sent, so `+1` or ` 1` must not pass as `1`).
+fn parse_timestamp(text: &str, name: &str) -> Result<i64, Rejection> {
+    let ok = !text.is_empty() && text.len() <= 12 && text.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| text.parse().ok()).flatten().ok_or_else(|| {
+        Rejection::bad_request(
+            "malformed_header",
+            format!("{name} is not a Unix timestamp in seconds"),
+        )
+    })
+}
+
+/// The signed timestamp must be within `tolerance_secs` of now, both directions; the
+/// edges themselves are inside.
+fn check_tolerance(
+    ts: i64,
+    now_secs: i64,
+    tolerance_secs: u64,
+    name: &str,
+) -> Result<(), Rejection> {
+    if now_secs.abs_diff(ts) > tolerance_secs {
+        return Err(Rejection::unauthorized(
+            "timestamp_out_of_tolerance",
+            format!("{name} is more than {tolerance_secs} s from the host's clock"),
+        ));
+    }
+    Ok(())
+}
+
+/// Check an id or type taken from the request: 1 to 256 characters, no control
+/// characters. `what` names where it came from.
+fn label(value: &str, what: &str, reason: &'static str) -> Result<String, Rejection> {
+    if value.is_empty() || value.len() > MAX_LABEL_LEN || value.chars().any(char::is_control) {
+        return Err(Rejection::bad_request(
+            reason,
+            format!("{what} must be 1 to {MAX_LABEL_LEN} characters without control characters"),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// An id or type from a header.
+fn header_label(headers: &HeaderMap, name: &str) -> Result<String, Rejection> {
+    label(
+        required_header(headers, name, false)?,
+        name,
+        "malformed_header",
+    )
+}
+
+/// The body as JSON, or `None`.
+fn json(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice(body).ok()
+}
+
+/// A string at a JSON pointer, checked as an id or type.
+fn json_label(doc: Option<&Value>, pointer: &str, what: &str) -> Result<String, Rejection> {
+    match doc.and_then(|d| d.pointer(pointer)) {
+        Some(Value::String(s)) => label(s, what, "malformed_body"),
+        _ => Err(Rejection::malformed_body(format!(
+            "the body has no string {what}"
+        ))),
+    }
+}
+
+/// The document a JSON Schema is checked against and ids/types are read from: the JSON
+/// body, or for a form-encoded body (Slack slash commands and interactivity, GitHub's
+/// form content type) its `payload` field's JSON, else its fields as strings.
+fn document(body: &[u8], forms: bool) -> Option<Value> {
+    if let Some(v) = json(body) {
+        return Some(v);
+    }
+    if !forms || std::str::from_utf8(body).is_err() {
+        return None;
+    }
+    if let Some(payload) = form_payload(body) {
+        return Some(payload);
+    }
+    let fields: serde_json::Map<String, Value> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    (!fields.is_empty()).then_some(Value::Object(fields))
+}
+
+/// The JSON in the `payload` field of a form-encoded body, if there is one.
+fn form_payload(body: &[u8]) -> Option<Value> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .and_then(|(_, v)| json(v.as_bytes()))
+}
+
+/// The id of an event whose sender gives none: a hash of the exact body, so a
+/// sender's retry of the same bytes is absorbed by dedup.
+fn body_hash_id(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
+// ---- the service ------------------------------------------------------------------
+
 /// The ingress service.
 pub struct Ingress {
     sources: HashMap<String, Verifier>,
     store: Store,
     registry: Arc<Registry>,
     max_body_bytes: usize,
+    counters: Arc<IngressCounters>,
 }
 
 impl Ingress {
@@ -111,7 +495,13 @@ impl Ingress {
             store,
             registry,
             max_body_bytes: config.server.max_body_bytes,
+            counters: Arc::new(IngressCounters::new(config.sources.keys())),
         })
+    }
+
+    /// Requests counted per source and outcome, for `/metrics`.
+    pub fn counters(&self) -> Arc<IngressCounters> {
+        self.counters.clone()
     }
 
     pub async fn handle(self: Arc<Self>, req: Request) -> Response<Body> {
@@ -138,13 +528,19 @@ impl Ingress {
                 match self.receive(source, req).await {
                     Ok(resp) => resp,
                     Err(r) => {
+                        self.counters.count(source, r.reason);
                         tracing::info!(
                             source,
                             reason = r.reason,
                             status = r.status.as_u16(),
                             "webhook refused"
                         );
-                        web::error(r.status, r.reason, &r.message)
+                        let mut resp = web::error(r.status, r.reason, &r.message);
+                        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+                            resp.headers_mut()
+                                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                        }
+                        resp
                     }
                 }
             }
@@ -196,7 +592,17 @@ impl Ingress {
         };
 
         let now = now_ms();
-        let verified = verifier.verify(&parts.headers, &body, (now / 1000) as i64)?;
+        let verified = match verifier.verify(&parts.headers, &body, (now / 1000) as i64)? {
+            Accepted::Event(v) => v,
+            Accepted::Challenge(challenge) => {
+                self.counters.count(source, counters::CHALLENGE);
+                tracing::info!(source, "answered a url_verification challenge");
+                return Ok(web::json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "challenge": challenge }),
+                ));
+            }
+        };
         let headers = parts
             .headers
             .iter()
@@ -208,6 +614,22 @@ impl Ingress {
             })
             .collect();
         let plugins = self.registry.subscribers(source, &verified.event_type);
+        self.store
+            .admit(&plugins)
+            .map_err(|refusal| match refusal {
+                Refusal::QueueFull(plugin) => Rejection {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: "queue_full",
+                    message: format!(
+                        "plugin `{plugin}` has too many deliveries waiting; retry later"
+                    ),
+                },
+                Refusal::DiskFull { .. } => Rejection {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: "disk_full",
+                    message: "the host is low on disk space; retry later".into(),
+                },
+            })?;
         let event = NewEvent {
             meta: EventMeta {
                 source: source.to_string(),
@@ -221,6 +643,7 @@ impl Ingress {
         };
         match self.store.ingest(event).await {
             Ok(Ingested::Stored(id)) => {
+                self.counters.count(source, counters::STORED);
                 tracing::info!(source, event_id = %verified.event_id, id, event_type = %verified.event_type, "webhook stored");
                 Ok(web::json(
                     StatusCode::OK,
@@ -228,6 +651,7 @@ impl Ingress {
                 ))
             }
             Ok(Ingested::Duplicate(id)) => {
+                self.counters.count(source, counters::DUPLICATE);
                 tracing::info!(source, event_id = %verified.event_id, id, "duplicate webhook acknowledged");
                 Ok(web::json(
                     StatusCode::OK,
@@ -235,6 +659,7 @@ impl Ingress {
                 ))
             }
             Err(e) => {
+                self.counters.count(source, "store_unavailable");
                 tracing::error!(source, error = %e, "could not store a webhook");
                 let mut resp = web::error(
                     StatusCode::SERVICE_UNAVAILABLE,

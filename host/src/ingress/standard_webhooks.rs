@@ -1,47 +1,82 @@
-//! Standard Webhooks (also Svix and OpenAI): HMAC-SHA256 over `{id}.{timestamp}.{body}`,
-//! sent as `webhook-signature: v1,<base64> [v1,<base64> ...]` with `webhook-id` and
-//! `webhook-timestamp` (Svix sends the same as `svix-*`).
+//! Standard Webhooks (also Svix and OpenAI): the signed content is
+//! `{id}.{timestamp}.{body}`, sent as `webhook-signature: v1,<base64 HMAC-SHA256>` and/or
+//! `v1a,<base64 Ed25519>` (space-separated, several during a rotation), with
+//! `webhook-id` and `webhook-timestamp` (Svix sends the same as `svix-*`).
+//! Secrets: `whsec_<base64>` HMAC keys, `whpk_<base64>` Ed25519 public keys.
 //! <https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use http::HeaderMap;
-use sha2::Sha256;
 
-use super::{Rejection, Verified};
+use super::{Outgoing, Rejection, SignError, Signed, Verified};
 use crate::config::{ConfigError, SourceConfig};
 
-type HmacSha256 = Hmac<Sha256>;
+/// More signatures than this in one header is not a rotation but an attempt to make
+/// the host do work (each `v1a` costs an Ed25519 verification).
+const MAX_SIGNATURES: usize = 16;
 
 /// The decoded secrets of one source.
 pub struct Verifier {
-    keys: Vec<Vec<u8>>,
+    /// `whsec_` keys, for `v1` signatures.
+    hmac_keys: Vec<Vec<u8>>,
+    /// `whpk_` keys, for `v1a` signatures.
+    public_keys: Vec<VerifyingKey>,
     tolerance_secs: u64,
+}
+
+/// One secret as configured on the receiving side.
+enum Key {
+    Hmac(Vec<u8>),
+    Public(VerifyingKey),
+}
+
+fn decode_key(raw: &str) -> Result<Key, &'static str> {
+    if let Some(b64) = raw.strip_prefix("whpk_") {
+        let bytes: [u8; 32] = STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("a `whpk_` public key is `whpk_` followed by 32 bytes in base64")?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| "the `whpk_` public key is not a valid Ed25519 point")?;
+        return Ok(Key::Public(key));
+    }
+    if raw.starts_with("whsk_") {
+        return Err(
+            "a `whsk_` key is the sender's private signing key; configure its `whpk_` public key instead",
+        );
+    }
+    let b64 = raw.strip_prefix("whsec_").unwrap_or(raw);
+    let key = STANDARD
+        .decode(b64)
+        .map_err(|_| "a standard-webhooks secret is `whsec_` followed by base64")?;
+    if key.is_empty() {
+        return Err("the decoded secret is empty");
+    }
+    Ok(Key::Hmac(key))
 }
 
 impl Verifier {
     pub fn new(source: &SourceConfig) -> Result<Verifier, ConfigError> {
-        let mut keys = Vec::with_capacity(source.secrets.len());
+        let mut hmac_keys = Vec::new();
+        let mut public_keys = Vec::new();
         for (i, secret) in source.secrets.iter().enumerate() {
-            let raw = secret.expose();
-            let b64 = raw.strip_prefix("whsec_").unwrap_or(raw);
-            let key = STANDARD.decode(b64).map_err(|_| {
-                ConfigError::invalid(
-                    format!("sources.{}.secrets[{i}]", source.name),
-                    "a standard-webhooks secret is `whsec_` followed by base64",
-                )
-            })?;
-            if key.is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("sources.{}.secrets[{i}]", source.name),
-                    "the decoded secret is empty",
-                ));
+            match decode_key(secret.expose()) {
+                Ok(Key::Hmac(k)) => hmac_keys.push(k),
+                Ok(Key::Public(k)) => public_keys.push(k),
+                Err(message) => {
+                    return Err(ConfigError::invalid(
+                        format!("sources.{}.secrets[{i}]", source.name),
+                        message,
+                    ));
+                }
             }
-            keys.push(key);
         }
         Ok(Verifier {
-            keys,
+            hmac_keys,
+            public_keys,
             tolerance_secs: source.tolerance_secs,
         })
     }
@@ -57,128 +92,146 @@ impl Verifier {
         let id = header(headers, "webhook-id", "svix-id")?;
         let ts_text = header(headers, "webhook-timestamp", "svix-timestamp")?;
         let sigs = header(headers, "webhook-signature", "svix-signature")?;
-        if id.is_empty() || id.len() > 256 {
-            return Err(Rejection::bad_request(
-                "malformed_header",
-                "webhook-id must be 1 to 256 characters",
-            ));
-        }
-        let ts: i64 = ts_text.parse().map_err(|_| {
-            Rejection::unauthorized(
-                "malformed_header",
-                "webhook-timestamp is not a Unix timestamp in seconds",
-            )
-        })?;
-        if now_secs.abs_diff(ts) > self.tolerance_secs {
-            return Err(Rejection::unauthorized(
-                "timestamp_out_of_tolerance",
-                format!(
-                    "webhook-timestamp is more than {} s from the host's clock",
-                    self.tolerance_secs
-                ),
-            ));
-        }
+        let event_id = super::label(id, "webhook-id", "malformed_header")?;
+        let ts = super::parse_timestamp(ts_text, "webhook-timestamp")?;
+        super::check_tolerance(ts, now_secs, self.tolerance_secs, "webhook-timestamp")?;
 
-        let mut candidates = Vec::new();
+        let mut v1 = Vec::new();
+        let mut v1a = Vec::new();
         for part in sigs.split(' ').filter(|p| !p.is_empty()) {
             if let Some(b64) = part.strip_prefix("v1,") {
                 if let Ok(sig) = STANDARD.decode(b64) {
-                    candidates.push(sig);
+                    v1.push(sig);
+                }
+            } else if let Some(b64) = part.strip_prefix("v1a,") {
+                let sig = STANDARD.decode(b64).ok().and_then(|b| b.try_into().ok());
+                if let Some(sig) = sig {
+                    v1a.push(Signature::from_bytes(&sig));
                 }
             }
         }
-        if candidates.is_empty() {
-            return Err(Rejection::unauthorized(
+        if v1.is_empty() && v1a.is_empty() {
+            return Err(Rejection::bad_request(
                 "malformed_header",
-                "webhook-signature has no `v1,<base64>` signature",
+                "webhook-signature has no `v1,<base64>` or `v1a,<base64>` signature",
+            ));
+        }
+        if v1.len() + v1a.len() > MAX_SIGNATURES {
+            return Err(Rejection::bad_request(
+                "malformed_header",
+                format!("webhook-signature carries more than {MAX_SIGNATURES} signatures"),
             ));
         }
 
-        for key in &self.keys {
-            let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
-            mac.update(id.as_bytes());
-            mac.update(b".");
-            mac.update(ts_text.as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            // verify_slice compares in constant time.
-            for sig in &candidates {
-                if mac.clone().verify_slice(sig).is_ok() {
-                    return Ok(Verified {
-                        event_id: id.to_string(),
-                        event_type: event_type(body)?,
-                    });
-                }
-            }
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_text.as_bytes(), b".", body];
+        let hmac_match = self.hmac_keys.iter().any(|key| {
+            let mac = super::mac(key, &parts);
+            v1.iter().any(|sig| super::mac_matches(&mac, sig))
+        });
+        let matched = hmac_match
+            || (!v1a.is_empty() && !self.public_keys.is_empty() && {
+                let message = parts.concat();
+                self.public_keys.iter().any(|key| {
+                    v1a.iter()
+                        .any(|sig| key.verify_strict(&message, sig).is_ok())
+                })
+            });
+        if !matched {
+            return Err(Rejection::signature_mismatch("webhook-signature"));
         }
-        Err(Rejection::unauthorized(
-            "signature_mismatch",
-            "no webhook-signature matches any configured secret",
-        ))
+        let doc = super::json(body);
+        Ok(Verified {
+            event_id,
+            event_type: super::json_label(doc.as_ref(), "/type", "`type`")?,
+        })
     }
 }
 
-/// The first of two header names present, as text.
+/// The `webhook-*` header, or its `svix-*` twin when the first is absent; each at most
+/// once.
 fn header<'a>(headers: &'a HeaderMap, name: &str, alt: &str) -> Result<&'a str, Rejection> {
-    let mut values = headers.get_all(name).iter();
-    let value = match values.next() {
-        Some(v) => {
-            if values.next().is_some() {
-                return Err(Rejection::bad_request(
-                    "duplicate_header",
-                    format!("{name} is sent more than once"),
+    match super::optional_header(headers, name)? {
+        Some(v) => Ok(v),
+        None => super::optional_header(headers, alt)?.ok_or_else(|| {
+            Rejection::unauthorized("missing_header", format!("{name} header is missing"))
+        }),
+    }
+}
+
+/// Sign as a Standard Webhooks sender: `whsec_` secrets sign `v1` (HMAC), `whsk_`
+/// private keys sign `v1a` (Ed25519). The type goes into the body's `type`.
+pub fn sign(secret: &str, out: &Outgoing) -> Result<Signed, SignError> {
+    let body = super::edit_json(out.body, &[("/type", out.event_type)])?;
+    if !super::has_string(&body, "/type") {
+        return Err(SignError::Payload(
+            "standard-webhooks carries the event type in the body's `type`: add it or pass --type"
+                .into(),
+        ));
+    }
+    let id = out
+        .event_id
+        .map_or_else(|| super::fresh_id("msg_"), str::to_string);
+    let ts = out.timestamp.to_string();
+    let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", &body];
+    let bad = |message: &str| SignError::Secret {
+        scheme: "standard-webhooks",
+        message: message.to_string(),
+    };
+    let signature = if let Some(b64) = secret.strip_prefix("whsk_") {
+        let bytes = STANDARD
+            .decode(b64)
+            .map_err(|_| bad("a `whsk_` key is base64"))?;
+        let seed: [u8; 32] = bytes
+            .get(..32)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| bad("a `whsk_` key holds a 32-byte Ed25519 seed"))?;
+        let sig = SigningKey::from_bytes(&seed).sign(&parts.concat());
+        format!("v1a,{}", STANDARD.encode(sig.to_bytes()))
+    } else {
+        match decode_key(secret).map_err(bad)? {
+            Key::Hmac(key) => format!("v1,{}", super::mac_base64(&key, &parts)),
+            Key::Public(_) => {
+                return Err(bad(
+                    "a `whpk_` public key only verifies; sign with the sender's `whsk_` key",
                 ));
             }
-            v
         }
-        None => headers.get(alt).ok_or_else(|| {
-            Rejection::unauthorized("missing_header", format!("{name} header is missing"))
-        })?,
     };
-    value.to_str().map_err(|_| {
-        Rejection::bad_request("malformed_header", format!("{name} is not visible ASCII"))
+    Ok(Signed {
+        headers: vec![
+            ("webhook-id".into(), id),
+            ("webhook-timestamp".into(), ts),
+            ("webhook-signature".into(), signature),
+        ],
+        body,
     })
-}
-
-/// Standard Webhooks payloads are JSON objects with a string `type`.
-fn event_type(body: &[u8]) -> Result<String, Rejection> {
-    #[derive(serde::Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        event_type: String,
-    }
-    serde_json::from_slice::<Typed>(body)
-        .map(|t| t.event_type)
-        .map_err(|_| {
-            Rejection::bad_request(
-                "malformed_body",
-                "body is not a JSON object with a string `type`",
-            )
-        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Scheme, Secret};
+    use crate::ingress::testdata::{Vector, vector};
     use http::HeaderValue;
 
-    // The published vector from the Standard Webhooks reference library
-    // (../shared/test-vectors/signatures.json).
-    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
-    const TS: i64 = 1614265330;
-    const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
     const BODY: &str = r#"{"test": 2432232314}"#;
 
     fn verifier(secrets: &[&str]) -> Verifier {
-        Verifier::new(&SourceConfig {
-            name: "t".into(),
-            scheme: Scheme::StandardWebhooks,
-            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
-            tolerance_secs: 300,
-        })
-        .unwrap()
+        let mut source = SourceConfig::new(
+            "t",
+            Scheme::StandardWebhooks,
+            secrets.iter().map(|s| Secret::new(*s)).collect(),
+        );
+        source.tolerance_secs = 300;
+        Verifier::new(&source).unwrap()
+    }
+
+    fn hmac_vector() -> Vector {
+        vector("standard-webhooks", "HMAC v1")
+    }
+
+    fn ed_vector() -> Vector {
+        vector("standard-webhooks", "Ed25519")
     }
 
     fn headers(id: &str, ts: &str, sig: &str) -> HeaderMap {
@@ -189,116 +242,341 @@ mod tests {
         h
     }
 
-    /// The vector's body has no `type`; the signature check itself is what is tested,
-    /// so the type extraction failing (400) after a good signature proves the match.
+    /// The vector's body has no `type`; a good signature gets past verification and
+    /// then fails the type extraction (400 malformed_body), a bad one is 401.
+    fn reason(v: &Verifier, h: &HeaderMap, body: &[u8], now: i64) -> &'static str {
+        v.verify(h, body, now).unwrap_err().reason
+    }
+
     #[test]
-    fn published_vector_verifies_then_needs_a_type() {
-        let v = verifier(&[SECRET]);
-        let err = v
-            .verify(&headers(ID, &TS.to_string(), SIG), BODY.as_bytes(), TS)
-            .unwrap_err();
-        assert_eq!(err.reason, "malformed_body", "{err:?}");
+    fn published_vectors_verify() {
+        for (vec, key) in [
+            (hmac_vector(), hmac_vector().secret),
+            (ed_vector(), ed_vector().public_key.unwrap()),
+        ] {
+            let v = verifier(&[&key]);
+            let ts: i64 = vec.header("webhook-timestamp").parse().unwrap();
+            assert_eq!(
+                reason(&v, &vec.headers(), vec.body.as_bytes(), ts),
+                "malformed_body"
+            );
+            // The same headers over another body are refused.
+            assert_eq!(
+                reason(&v, &vec.headers(), br#"{"type":"a.b"}"#, ts),
+                "signature_mismatch"
+            );
+        }
+    }
+
+    #[test]
+    fn published_vectors_match_our_signer() {
+        let vec = hmac_vector();
+        let ts = vec.header("webhook-timestamp");
+        let id = vec.header("webhook-id");
+        let parts: [&[u8]; 5] = [
+            id.as_bytes(),
+            b".",
+            ts.as_bytes(),
+            b".",
+            vec.body.as_bytes(),
+        ];
+        let Key::Hmac(key) = decode_key(&vec.secret).unwrap() else {
+            panic!("not an hmac key")
+        };
+        assert_eq!(
+            format!("v1,{}", super::super::mac_base64(&key, &parts)),
+            vec.header("webhook-signature")
+        );
+        // Ed25519 is deterministic: signing the vector with its whsk_ key reproduces it.
+        let ed = ed_vector();
+        let seed: [u8; 32] = STANDARD
+            .decode(&ed.secret[5..])
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let sig = SigningKey::from_bytes(&seed).sign(&parts.concat());
+        assert_eq!(
+            format!("v1a,{}", STANDARD.encode(sig.to_bytes())),
+            ed.header("webhook-signature")
+        );
+        assert_eq!(
+            format!(
+                "whpk_{}",
+                STANDARD.encode(SigningKey::from_bytes(&seed).verifying_key().to_bytes())
+            ),
+            ed.public_key.unwrap()
+        );
     }
 
     #[test]
     fn every_single_byte_change_fails() {
-        let v = verifier(&[SECRET]);
-        let ts = TS.to_string();
-        for i in 0..BODY.len() {
-            let mut body = BODY.as_bytes().to_vec();
-            body[i] ^= 1;
-            let err = v.verify(&headers(ID, &ts, SIG), &body, TS).unwrap_err();
-            assert_eq!(err.reason, "signature_mismatch");
+        for (vec, key) in [
+            (hmac_vector(), hmac_vector().secret),
+            (ed_vector(), ed_vector().public_key.unwrap()),
+        ] {
+            let v = verifier(&[&key]);
+            let id = vec.header("webhook-id");
+            let ts_text = vec.header("webhook-timestamp");
+            let ts: i64 = ts_text.parse().unwrap();
+            let sig = vec.header("webhook-signature");
+            for i in 0..vec.body.len() {
+                let mut body = vec.body.as_bytes().to_vec();
+                body[i] ^= 1;
+                assert_eq!(
+                    reason(&v, &headers(&id, &ts_text, &sig), &body, ts),
+                    "signature_mismatch"
+                );
+            }
+            for i in 0..id.len() {
+                let changed = crate::ingress::testdata::flip(&id, i);
+                assert_eq!(
+                    reason(
+                        &v,
+                        &headers(&changed, &ts_text, &sig),
+                        vec.body.as_bytes(),
+                        ts
+                    ),
+                    "signature_mismatch",
+                    "id byte {i}"
+                );
+            }
+            for i in 0..ts_text.len() {
+                let changed = crate::ingress::testdata::flip_digit(&ts_text, i);
+                let r = reason(&v, &headers(&id, &changed, &sig), vec.body.as_bytes(), ts);
+                assert!(
+                    r == "signature_mismatch" || r == "timestamp_out_of_tolerance",
+                    "ts byte {i}: {r}"
+                );
+                // With the clock at the changed time, only the signature can refuse it.
+                let now: i64 = changed.parse().unwrap();
+                assert_eq!(
+                    reason(&v, &headers(&id, &changed, &sig), vec.body.as_bytes(), now),
+                    "signature_mismatch"
+                );
+            }
+            let (prefix, b64) = sig.split_once(',').unwrap();
+            for i in crate::ingress::testdata::base64_positions(b64) {
+                let changed = format!("{prefix},{}", crate::ingress::testdata::flip_base64(b64, i));
+                let r = reason(
+                    &v,
+                    &headers(&id, &ts_text, &changed),
+                    vec.body.as_bytes(),
+                    ts,
+                );
+                assert_eq!(r, "signature_mismatch", "signature char {i}");
+            }
         }
-        let mut id = ID.to_string();
-        id.replace_range(4..5, "X");
-        assert_eq!(
-            v.verify(&headers(&id, &ts, SIG), BODY.as_bytes(), TS)
-                .unwrap_err()
-                .reason,
-            "signature_mismatch"
-        );
-        let other_ts = (TS + 1).to_string();
-        assert_eq!(
-            v.verify(&headers(ID, &other_ts, SIG), BODY.as_bytes(), TS)
-                .unwrap_err()
-                .reason,
-            "signature_mismatch"
-        );
-        let bad_sig = SIG.replace("g0hM", "g0hN");
-        assert_eq!(
-            v.verify(&headers(ID, &ts, &bad_sig), BODY.as_bytes(), TS)
-                .unwrap_err()
-                .reason,
-            "signature_mismatch"
-        );
     }
 
     #[test]
     fn rotation_accepts_any_secret_and_any_signature() {
-        let v = verifier(&["whsec_b3RoZXItc2VjcmV0", SECRET]);
-        let sigs = format!("v1,AAAA {SIG} v1a,ignored");
-        let err = v
-            .verify(&headers(ID, &TS.to_string(), &sigs), BODY.as_bytes(), TS)
-            .unwrap_err();
-        assert_eq!(err.reason, "malformed_body");
+        let hv = hmac_vector();
+        let ev = ed_vector();
+        let v = verifier(&[
+            "whsec_b3RoZXItc2VjcmV0",
+            &ev.public_key.clone().unwrap(),
+            &hv.secret,
+        ]);
+        let ts: i64 = hv.header("webhook-timestamp").parse().unwrap();
+        let id = hv.header("webhook-id");
+        let ts_text = ts.to_string();
+        let sigs = format!("v1,AAAA {} v1a,ignored", hv.header("webhook-signature"));
+        assert_eq!(
+            reason(&v, &headers(&id, &ts_text, &sigs), BODY.as_bytes(), ts),
+            "malformed_body"
+        );
+        let sigs = format!("v1,AAAA {}", ev.header("webhook-signature"));
+        assert_eq!(
+            reason(&v, &headers(&id, &ts_text, &sigs), BODY.as_bytes(), ts),
+            "malformed_body"
+        );
+        // A v1a signature is not checked against an HMAC key, nor v1 against a public key.
+        let v = verifier(&[&hv.secret]);
+        assert_eq!(
+            reason(
+                &v,
+                &headers(&id, &ts_text, &ev.header("webhook-signature")),
+                BODY.as_bytes(),
+                ts
+            ),
+            "signature_mismatch"
+        );
     }
 
     #[test]
     fn tolerance_edges() {
-        let v = verifier(&[SECRET]);
-        let h = headers(ID, &TS.to_string(), SIG);
-        for now in [TS + 300, TS - 300] {
-            assert_eq!(
-                v.verify(&h, BODY.as_bytes(), now).unwrap_err().reason,
-                "malformed_body"
-            );
+        let vec = hmac_vector();
+        let v = verifier(&[&vec.secret]);
+        let ts: i64 = vec.header("webhook-timestamp").parse().unwrap();
+        let h = vec.headers();
+        for now in [ts + 300, ts - 300, ts] {
+            assert_eq!(reason(&v, &h, BODY.as_bytes(), now), "malformed_body");
         }
-        for now in [TS + 301, TS - 301] {
+        for now in [ts + 301, ts - 301, 0, i64::MAX, i64::MIN] {
             assert_eq!(
-                v.verify(&h, BODY.as_bytes(), now).unwrap_err().reason,
+                reason(&v, &h, BODY.as_bytes(), now),
                 "timestamp_out_of_tolerance"
             );
         }
     }
 
     #[test]
-    fn missing_and_malformed_headers() {
-        let v = verifier(&[SECRET]);
-        let mut h = headers(ID, &TS.to_string(), SIG);
-        h.remove("webhook-signature");
-        assert_eq!(
-            v.verify(&h, BODY.as_bytes(), TS).unwrap_err().reason,
-            "missing_header"
-        );
-        let h = headers(ID, "yesterday", SIG);
-        assert_eq!(
-            v.verify(&h, BODY.as_bytes(), TS).unwrap_err().reason,
-            "malformed_header"
-        );
-        let h = headers(ID, &TS.to_string(), "v2,abc");
-        assert_eq!(
-            v.verify(&h, BODY.as_bytes(), TS).unwrap_err().reason,
-            "malformed_header"
-        );
-        let mut h = headers(ID, &TS.to_string(), SIG);
-        h.append("webhook-id", HeaderValue::from_static("msg_other"));
-        assert_eq!(
-            v.verify(&h, BODY.as_bytes(), TS).unwrap_err().reason,
-            "duplicate_header"
-        );
+    fn svix_headers_are_accepted() {
+        let vec = hmac_vector();
+        let v = verifier(&[&vec.secret]);
+        let mut h = HeaderMap::new();
+        for (k, val) in vec.headers().iter() {
+            let name = k.as_str().replace("webhook-", "svix-");
+            h.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                val.clone(),
+            );
+        }
+        let ts: i64 = vec.header("webhook-timestamp").parse().unwrap();
+        assert_eq!(reason(&v, &h, BODY.as_bytes(), ts), "malformed_body");
     }
 
     #[test]
-    fn bad_secret_is_a_config_error() {
-        let e = Verifier::new(&SourceConfig {
-            name: "s".into(),
-            scheme: Scheme::StandardWebhooks,
-            secrets: vec![Secret::new("whsec_!!!")],
-            tolerance_secs: 300,
-        })
-        .err()
-        .unwrap();
-        assert!(e.to_string().contains("sources.s.secrets[0]"), "{e}");
+    fn missing_duplicate_and_malformed_headers() {
+        let vec = hmac_vector();
+        let v = verifier(&[&vec.secret]);
+        let ts: i64 = vec.header("webhook-timestamp").parse().unwrap();
+        let good = vec.headers();
+        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            let mut h = good.clone();
+            h.remove(name);
+            let e = v.verify(&h, BODY.as_bytes(), ts).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.reason), (401, "missing_header"));
+            assert!(e.message.contains(name));
+            let mut h = good.clone();
+            h.append(name, HeaderValue::from_static("x"));
+            let e = v.verify(&h, BODY.as_bytes(), ts).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.reason), (400, "duplicate_header"));
+        }
+        let id = vec.header("webhook-id");
+        let sig = vec.header("webhook-signature");
+        for bad_ts in [
+            "yesterday",
+            "+1614265330",
+            " 1614265330",
+            "-1",
+            "",
+            "16142653300000000",
+        ] {
+            let e = v
+                .verify(&headers(&id, bad_ts, &sig), BODY.as_bytes(), ts)
+                .unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.reason),
+                (400, "malformed_header"),
+                "{bad_ts}"
+            );
+        }
+        for bad_sig in [
+            "v2,abc",
+            "",
+            "v1,!!!",
+            "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ] {
+            let e = v
+                .verify(&headers(&id, &ts.to_string(), bad_sig), BODY.as_bytes(), ts)
+                .unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.reason),
+                (400, "malformed_header"),
+                "{bad_sig}"
+            );
+        }
+        let many = vec!["v1,AAAA"; MAX_SIGNATURES + 1].join(" ");
+        assert_eq!(
+            reason(
+                &v,
+                &headers(&id, &ts.to_string(), &many),
+                BODY.as_bytes(),
+                ts
+            ),
+            "malformed_header"
+        );
+        let long_id = "m".repeat(257);
+        assert_eq!(
+            reason(
+                &v,
+                &headers(&long_id, &ts.to_string(), &sig),
+                BODY.as_bytes(),
+                ts
+            ),
+            "malformed_header"
+        );
+        let mut h = good.clone();
+        h.insert(
+            "webhook-id",
+            HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        assert_eq!(reason(&v, &h, BODY.as_bytes(), ts), "malformed_header");
+    }
+
+    #[test]
+    fn sign_then_verify_round_trips() {
+        let hv = hmac_vector();
+        let ev = ed_vector();
+        for (sender, receiver) in [
+            (hv.secret.clone(), hv.secret.clone()),
+            (ev.secret.clone(), ev.public_key.clone().unwrap()),
+        ] {
+            let out = Outgoing {
+                event_id: None,
+                event_type: Some("invoice.paid"),
+                timestamp: 1_700_000_000,
+                body: br#"{"data": {"n": 1}}"#,
+            };
+            let signed = sign(&sender, &out).unwrap();
+            let mut h = HeaderMap::new();
+            for (k, val) in &signed.headers {
+                h.insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(val).unwrap(),
+                );
+            }
+            let got = verifier(&[&receiver])
+                .verify(&h, &signed.body, 1_700_000_100)
+                .unwrap();
+            assert_eq!(got.event_type, "invoice.paid");
+            assert!(got.event_id.starts_with("msg_"), "{}", got.event_id);
+        }
+        assert!(
+            sign(
+                &ev.public_key.unwrap(),
+                &Outgoing {
+                    event_id: Some("x"),
+                    event_type: Some("t"),
+                    timestamp: 1,
+                    body: b"{}",
+                }
+            )
+            .is_err()
+        );
+        let no_type = Outgoing {
+            event_id: None,
+            event_type: None,
+            timestamp: 1,
+            body: b"{}",
+        };
+        assert!(matches!(
+            sign(&hv.secret, &no_type),
+            Err(SignError::Payload(_))
+        ));
+    }
+
+    #[test]
+    fn bad_secrets_are_config_errors() {
+        for bad in [
+            "whsec_!!!",
+            "whpk_AAAA",
+            "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=",
+        ] {
+            let source = SourceConfig::new("s", Scheme::StandardWebhooks, vec![Secret::new(bad)]);
+            let e = Verifier::new(&source).err().unwrap();
+            assert!(e.to_string().contains("sources.s.secrets[0]"), "{e}");
+        }
     }
 }
