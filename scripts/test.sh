@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 rustup target add wasm32-wasip2
+# The email tests talk to a real SMTP server process (tests/e2e/smtp_sink.py).
+python3 -m pip install --quiet aiosmtpd
 cargo test --workspace "$@"

@@ -4,7 +4,7 @@
 //! delivery. This crate owns the plugin ABI (the `agenthook:plugin` WIT package) so that a
 //! plugin author writes plain Rust: one function from [`Event`] to
 //! `Result<(), HandlerError>`, registered with [`plugin!`], calling the host's tools
-//! through [`kv`], [`config`] and [`log`].
+//! through [`kv`], [`config`], [`log`], [`http`], [`email`] and [`events`].
 //!
 //! # Quick start
 //!
@@ -72,8 +72,11 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod email;
 mod error;
 mod event;
+pub mod events;
+pub mod http;
 pub mod kv;
 pub mod log;
 

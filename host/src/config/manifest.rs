@@ -6,6 +6,7 @@
 //! withheld) something the host ignores.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
@@ -65,10 +66,270 @@ pub struct RetryPolicy {
     pub max_backoff_ms: u64,
 }
 
-/// `[grants]`: each capability the plugin may use.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `[grants]`: each capability the plugin may use. Empty lists grant nothing.
+#[derive(Debug, Clone, Default)]
 pub struct Grants {
     pub kv: bool,
+    /// `http = ["https://api.example.com", "https://*.example.com"]`: origins the
+    /// plugin may fetch, each with the headers `[grants.http_headers]` attaches.
+    pub http: Vec<HttpGrant>,
+    /// `email = ["ops@example.com", "*@example.org"]`: recipients the plugin may mail.
+    pub email: Vec<EmailGrant>,
+    /// `emit = ["lead.*"]`: globs on the event types the plugin may emit.
+    pub emit: Vec<(String, GlobMatcher)>,
+}
+
+impl Grants {
+    /// The grant covering `scheme://host:port`, preferring an exact host over a
+    /// wildcard (so the exact grant's headers apply).
+    pub fn http_grant(&self, scheme: &str, host: &GrantHost, port: u16) -> Option<&HttpGrant> {
+        let candidates = || {
+            self.http
+                .iter()
+                .filter(move |g| g.scheme == scheme && g.port == port)
+        };
+        candidates()
+            .find(|g| g.host == *host)
+            .or_else(|| candidates().find(|g| g.host.covers(host)))
+    }
+
+    /// Addresses the plugin may reach although they are loopback, private or otherwise
+    /// internal: those its `http` grants name literally, with their port.
+    pub fn http_exempt_addrs(&self) -> Vec<SocketAddr> {
+        self.http
+            .iter()
+            .filter_map(|g| match g.host {
+                GrantHost::Ip(ip) => Some(SocketAddr::new(ip, g.port)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether `address` (the bare `user@domain`) is a granted recipient.
+    pub fn email_allows(&self, address: &str) -> bool {
+        let address = address.to_ascii_lowercase();
+        self.email.iter().any(|g| match g {
+            EmailGrant::Address(a) => *a == address,
+            EmailGrant::Domain(d) => address
+                .rsplit_once('@')
+                .is_some_and(|(_, domain)| domain == d),
+        })
+    }
+
+    /// Whether the plugin may emit events of `event_type`.
+    pub fn emit_allows(&self, event_type: &str) -> bool {
+        self.emit.iter().any(|(_, g)| g.is_match(event_type))
+    }
+
+    /// The `emit` globs as written, for messages.
+    pub fn emit_patterns(&self) -> Vec<&str> {
+        self.emit.iter().map(|(p, _)| p.as_str()).collect()
+    }
+}
+
+/// One `grants.http` entry: an origin, `scheme://host[:port]`.
+#[derive(Debug, Clone)]
+pub struct HttpGrant {
+    /// The entry as the operator wrote it, for messages.
+    pub entry: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    pub host: GrantHost,
+    /// The port, the scheme's default when the entry gives none.
+    pub port: u16,
+    /// Headers the host adds to every request to this origin, e.g. credentials from
+    /// secrets, so that the plugin never sees them.
+    pub headers: Vec<(http::HeaderName, Secret)>,
+}
+
+/// The host part of an origin: a name, an IP address, or `*.domain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantHost {
+    /// A DNS name, lower-case, without a trailing dot.
+    Name(String),
+    /// An IP address (IPv4-mapped IPv6 addresses are kept as IPv4).
+    Ip(IpAddr),
+    /// `*.example.com`: any name ending in `.example.com` (not `example.com` itself).
+    Wildcard(String),
+}
+
+impl GrantHost {
+    /// The host of a URL (`[v6]` brackets allowed), normalised like a grant's.
+    pub fn parse(host: &str) -> Result<GrantHost, String> {
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(GrantHost::Ip(ip.to_canonical()));
+        }
+        if bare != host {
+            return Err(format!("`{host}` is not an IPv6 address"));
+        }
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if valid {
+            Ok(GrantHost::Name(name))
+        } else {
+            Err(format!("`{host}` is not a host name or IP address"))
+        }
+    }
+
+    /// Whether this grant host admits `host` (a URL's host, never a wildcard).
+    pub fn covers(&self, host: &GrantHost) -> bool {
+        match (self, host) {
+            (GrantHost::Wildcard(suffix), GrantHost::Name(name)) => name
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1),
+            _ => self == host,
+        }
+    }
+}
+
+impl std::fmt::Display for GrantHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GrantHost::Name(n) => f.write_str(n),
+            GrantHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            GrantHost::Ip(ip) => write!(f, "{ip}"),
+            GrantHost::Wildcard(suffix) => write!(f, "*.{suffix}"),
+        }
+    }
+}
+
+/// The default port of `http` and `https`.
+pub fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+impl HttpGrant {
+    fn parse(entry: &str) -> Result<HttpGrant, String> {
+        let shape = || {
+            format!(
+                "`{entry}` is not an origin like https://api.example.com, http://127.0.0.1:8000 or https://*.example.com"
+            )
+        };
+        let (scheme, rest) = entry.split_once("://").ok_or_else(shape)?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default = default_port(&scheme)
+            .ok_or_else(|| format!("`{entry}`: the scheme must be http or https"))?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+            return Err(format!("{}: no path, query or user part", shape()));
+        }
+        // `host`, `host:port`, `[v6]` or `[v6]:port`.
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(inner) => {
+                let (v6, after) = inner.split_once(']').ok_or_else(shape)?;
+                let port = match after {
+                    "" => None,
+                    p => Some(p.strip_prefix(':').ok_or_else(shape)?),
+                };
+                (&authority[..v6.len() + 2], port)
+            }
+            None => match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
+        };
+        let port = match port {
+            None => default,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("`{entry}`: bad port `{p}`"))?,
+        };
+        let host = match host.strip_prefix("*.") {
+            Some(suffix) => match GrantHost::parse(suffix)? {
+                GrantHost::Name(n) if n.contains('.') => GrantHost::Wildcard(n),
+                _ => {
+                    return Err(format!(
+                        "`{entry}`: a wildcard covers the sub-domains of a domain with at least two labels, like *.example.com"
+                    ));
+                }
+            },
+            None if host.contains('*') => {
+                return Err(format!(
+                    "`{entry}`: `*` is allowed only as the first label, like https://*.example.com"
+                ));
+            }
+            None => GrantHost::parse(host)?,
+        };
+        Ok(HttpGrant {
+            entry: entry.to_string(),
+            scheme,
+            host,
+            port,
+            headers: Vec::new(),
+        })
+    }
+
+    /// `scheme://host:port`, as messages name an origin.
+    pub fn origin(&self) -> String {
+        format!("{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// One `grants.email` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailGrant {
+    /// `ops@example.com` (compared case-insensitively).
+    Address(String),
+    /// `*@example.org`: every address at that domain.
+    Domain(String),
+}
+
+impl EmailGrant {
+    fn parse(entry: &str) -> Result<EmailGrant, String> {
+        let bad = || format!("`{entry}` is not an address like ops@example.com or *@example.org");
+        let lower = entry.trim().to_ascii_lowercase();
+        let (local, domain) = lower.rsplit_once('@').ok_or_else(bad)?;
+        let domain_ok = matches!(GrantHost::parse(domain), Ok(GrantHost::Name(ref n)) if n == domain && n.contains('.'));
+        if !domain_ok || local.is_empty() {
+            return Err(bad());
+        }
+        if local == "*" {
+            return Ok(EmailGrant::Domain(domain.to_string()));
+        }
+        if local.contains(['*', ' ', '<', '>', '"', ',']) {
+            return Err(bad());
+        }
+        Ok(EmailGrant::Address(lower))
+    }
+}
+
+/// Resolve a header value that may name a secret: `env:VAR`, `file:PATH`, or text whose
+/// last word is one (`Bearer env:CRM_KEY`); anything else is literal.
+fn resolve_header_value(value: &str, field: &str) -> Result<Secret, ConfigError> {
+    let (prefix, last) = match value.rsplit_once(' ') {
+        Some((p, l)) => (format!("{p} "), l),
+        None => (String::new(), value),
+    };
+    let resolved = if last.starts_with("env:") || last.starts_with("file:") {
+        format!("{prefix}{}", Secret::resolve(last, field)?.expose())
+    } else {
+        value.to_string()
+    };
+    if http::HeaderValue::from_str(&resolved).is_err() {
+        return Err(ConfigError::invalid(
+            field,
+            "the value is not a valid HTTP header value",
+        ));
+    }
+    Ok(Secret::new(resolved))
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,11 +374,11 @@ struct RawRetry {
 #[serde(deny_unknown_fields)]
 struct RawGrants {
     kv: Option<bool>,
-    // Tools that this host version does not provide yet. They are recognised so that
-    // the error says so, instead of "unknown field".
-    http: Option<toml::Value>,
-    email: Option<toml::Value>,
-    emit: Option<toml::Value>,
+    http: Option<Vec<String>>,
+    /// Origin (exactly as listed in `http`) → header name → value (may name a secret).
+    http_headers: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    email: Option<Vec<String>>,
+    emit: Option<Vec<String>>,
 }
 
 impl Default for Limits {
@@ -152,7 +413,8 @@ impl Manifest {
         let mut subscribe = Vec::with_capacity(raw.subscribe.len());
         for (i, s) in raw.subscribe.into_iter().enumerate() {
             let field = format!("subscribe[{i}]");
-            super::validate_name(&s.source)
+            // `plugin:NAME` subscribes to the events that plugin emits.
+            super::validate_name(s.source.strip_prefix("plugin:").unwrap_or(&s.source))
                 .map_err(|m| ConfigError::invalid(format!("{field}.source"), m))?;
             let types = match s.types {
                 None => None,
@@ -238,21 +500,7 @@ impl Manifest {
             ));
         }
 
-        for (name, present) in [
-            ("http", raw.grants.http.is_some()),
-            ("email", raw.grants.email.is_some()),
-            ("emit", raw.grants.emit.is_some()),
-        ] {
-            if present {
-                return Err(ConfigError::invalid(
-                    format!("grants.{name}"),
-                    format!("this host has no `{name}` tool yet (it provides kv, config and log)"),
-                ));
-            }
-        }
-        let grants = Grants {
-            kv: raw.grants.kv.unwrap_or(false),
-        };
+        let grants = parse_grants(raw.grants)?;
 
         let mut config = BTreeMap::new();
         for (key, value) in raw.config {
@@ -279,6 +527,63 @@ impl Manifest {
     }
 }
 
+/// Validate `[grants]`: every entry must parse, and `http_headers` may only name
+/// origins that `http` lists.
+fn parse_grants(raw: RawGrants) -> Result<Grants, ConfigError> {
+    let mut http = Vec::new();
+    for (i, entry) in raw.http.unwrap_or_default().iter().enumerate() {
+        let grant = HttpGrant::parse(entry)
+            .map_err(|m| ConfigError::invalid(format!("grants.http[{i}]"), m))?;
+        http.push(grant);
+    }
+    for (origin, headers) in raw.http_headers.unwrap_or_default() {
+        let field = format!("grants.http_headers.\"{origin}\"");
+        let Some(grant) = http.iter_mut().find(|g| g.entry == origin) else {
+            return Err(ConfigError::invalid(
+                field,
+                "names no origin listed in grants.http (write it exactly as listed there)",
+            ));
+        };
+        for (name, value) in headers {
+            let field = format!("{field}.{name}");
+            let header = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ConfigError::invalid(&field, "not a valid HTTP header name"))?;
+            grant
+                .headers
+                .push((header, resolve_header_value(&value, &field)?));
+        }
+    }
+
+    let mut email = Vec::new();
+    for (i, entry) in raw.email.unwrap_or_default().iter().enumerate() {
+        email.push(
+            EmailGrant::parse(entry)
+                .map_err(|m| ConfigError::invalid(format!("grants.email[{i}]"), m))?,
+        );
+    }
+
+    let mut emit = Vec::new();
+    for (i, pattern) in raw.emit.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("grants.emit[{i}]");
+        if pattern.is_empty() {
+            return Err(ConfigError::invalid(
+                field,
+                "an empty pattern matches nothing",
+            ));
+        }
+        let glob = Glob::new(&pattern)
+            .map_err(|e| ConfigError::invalid(&field, format!("bad glob `{pattern}`: {e}")))?;
+        emit.push((pattern, glob.compile_matcher()));
+    }
+
+    Ok(Grants {
+        kv: raw.kv.unwrap_or(false),
+        http,
+        email,
+        emit,
+    })
+}
+
 fn in_range(v: u64, min: u64, max: u64, field: &str) -> Result<u64, ConfigError> {
     if (min..=max).contains(&v) {
         Ok(v)
@@ -295,7 +600,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn design_example_without_future_tools_parses() {
+    fn design_example_parses() {
         let m = Manifest::parse(
             r#"
 [[subscribe]]
@@ -313,7 +618,10 @@ initial_backoff_ms = 1000
 max_backoff_ms = 3600000
 
 [grants]
+http = ["https://api.stripe.com", "http://127.0.0.1:8000"]
+email = ["ops@example.com", "*@example.org"]
 kv = true
+emit = ["lead.*"]
 
 [config]
 target_url = "http://127.0.0.1:8000/sink"
@@ -324,6 +632,9 @@ target_url = "http://127.0.0.1:8000/sink"
         assert!(!m.subscribes_to("stripe", "charge.refunded"));
         assert!(!m.subscribes_to("github", "payment_intent.succeeded"));
         assert!(m.grants.kv);
+        assert_eq!(m.grants.http.len(), 2);
+        assert!(m.grants.email_allows("ops@example.com"));
+        assert!(m.grants.emit_allows("lead.scored"));
         assert_eq!(
             m.config["target_url"].expose(),
             "http://127.0.0.1:8000/sink"
@@ -331,9 +642,90 @@ target_url = "http://127.0.0.1:8000/sink"
     }
 
     #[test]
+    fn tool_grants_parse_and_match() {
+        let m = Manifest::parse(
+            r#"
+[[subscribe]]
+source = "plugin:lead-router"
+types = ["lead.*"]
+
+[grants]
+http = ["https://api.example.com", "http://127.0.0.1:8000", "https://*.example.com", "http://[::1]:9000/"]
+email = ["Ops@Example.com", "*@example.org"]
+emit = ["lead.*"]
+
+[grants.http_headers."https://api.example.com"]
+Authorization = "Bearer sk_literal"
+"#,
+        )
+        .unwrap();
+        assert!(m.subscribes_to("plugin:lead-router", "lead.scored"));
+        let g = &m.grants;
+        let host = |h: &str| GrantHost::parse(h).unwrap();
+        let exact = g
+            .http_grant("https", &host("API.example.com."), 443)
+            .unwrap();
+        assert_eq!(exact.entry, "https://api.example.com");
+        assert_eq!(exact.headers[0].0.as_str(), "authorization");
+        assert_eq!(exact.headers[0].1.expose(), "Bearer sk_literal");
+        let wild = g
+            .http_grant("https", &host("eu.api.example.com"), 443)
+            .unwrap();
+        assert_eq!(wild.entry, "https://*.example.com");
+        assert!(g.http_grant("https", &host("example.com"), 443).is_none());
+        assert!(
+            g.http_grant("https", &host("evil-example.com"), 443)
+                .is_none()
+        );
+        assert!(g.http_grant("http", &host("api.example.com"), 80).is_none());
+        assert!(
+            g.http_grant("https", &host("api.example.com"), 8443)
+                .is_none()
+        );
+        assert!(g.http_grant("http", &host("127.0.0.1"), 8000).is_some());
+        assert!(
+            g.http_grant("http", &host("[::ffff:127.0.0.1]"), 8000)
+                .is_some()
+        );
+        assert!(g.http_grant("http", &host("127.0.0.1"), 8001).is_none());
+        assert!(g.http_grant("http", &host("[::1]"), 9000).is_some());
+        let exempt = g.http_exempt_addrs();
+        assert_eq!(
+            exempt,
+            vec![
+                "127.0.0.1:8000".parse::<SocketAddr>().unwrap(),
+                "[::1]:9000".parse().unwrap()
+            ]
+        );
+        assert!(g.email_allows("ops@example.com"));
+        assert!(g.email_allows("OPS@example.com"));
+        assert!(g.email_allows("anyone@example.org"));
+        assert!(!g.email_allows("anyone@sub.example.org"));
+        assert!(!g.email_allows("other@example.com"));
+        assert!(g.emit_allows("lead.scored"));
+        assert!(!g.emit_allows("incident.opened"));
+    }
+
+    #[test]
+    fn http_header_secrets_resolve_from_env() {
+        let e = Manifest::parse(
+            "[grants]\nhttp = [\"https://api.example.com\"]\n[grants.http_headers.\"https://api.example.com\"]\nAuthorization = \"Bearer env:AGENTHOOK_TEST_NOPE_2\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("grants.http_headers.\"https://api.example.com\".Authorization"),
+            "{e}"
+        );
+        assert!(e.contains("AGENTHOOK_TEST_NOPE_2"), "{e}");
+    }
+
+    #[test]
     fn defaults_deny_everything_and_subscribe_to_nothing() {
         let m = Manifest::parse("").unwrap();
         assert!(!m.grants.kv);
+        assert!(m.grants.http.is_empty() && m.grants.email.is_empty());
+        assert!(!m.grants.emit_allows("anything"));
         assert!(!m.subscribes_to("demo", "x"));
         assert_eq!(m.limits, Limits::default());
         assert_eq!(m.retry, RetryPolicy::default());
@@ -356,7 +748,37 @@ target_url = "http://127.0.0.1:8000/sink"
                 "retry.max_backoff_ms",
             ),
             ("[grants]\nfilesystem = true\n", "filesystem"),
-            ("[grants]\nhttp = [\"https://x\"]\n", "grants.http"),
+            (
+                "[grants]\nhttp = [\"ftp://x.example.com\"]\n",
+                "grants.http[0]",
+            ),
+            (
+                "[grants]\nhttp = [\"https://a.example.com/path\"]\n",
+                "grants.http[0]",
+            ),
+            ("[grants]\nhttp = [\"https://*.com\"]\n", "grants.http[0]"),
+            ("[grants]\nhttp = [\"https://a.*.com\"]\n", "grants.http[0]"),
+            (
+                "[grants]\nhttp = [\"http://127.0.0.1:0\"]\n",
+                "grants.http[0]",
+            ),
+            (
+                "[grants]\nhttp = [\"https://a.example.com\"]\n[grants.http_headers.\"https://b.example.com\"]\nx = \"1\"\n",
+                "grants.http_headers.\"https://b.example.com\"",
+            ),
+            (
+                "[grants]\nemail = [\"not-an-address\"]\n",
+                "grants.email[0]",
+            ),
+            (
+                "[grants]\nemail = [\"a*@example.com\"]\n",
+                "grants.email[0]",
+            ),
+            ("[grants]\nemit = [\"lead.[\"]\n", "grants.emit[0]"),
+            (
+                "[[subscribe]]\nsource = \"plugin:Bad\"\n",
+                "subscribe[0].source",
+            ),
             (
                 "[[subscribe]]\nsource = \"demo\"\ntypes = [\"a[\"]\n",
                 "subscribe[0].types",

@@ -68,9 +68,9 @@ impl Host for Tools {
     ) -> Result<Vec<String>, ToolError> {
         self.kv_allowed(&prefix)?;
         let limit = limit.clamp(1, MAX_LIST) as usize;
-        let entries = self
-            .store
-            .kv_list(&self.plugin, &prefix, start_after.as_deref(), limit)?;
+        let entries =
+            self.store
+                .kv_list(&self.plugin, &prefix, start_after.as_deref(), limit, false)?;
         Ok(entries.into_iter().map(|(k, _)| k).collect())
     }
 }

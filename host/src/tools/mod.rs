@@ -6,16 +6,23 @@
 //! trap. Tools see only this plugin's grants, config values and kv space.
 
 mod config;
+mod email;
+mod emit;
+mod http;
 mod kv;
 mod log;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::config::Secret;
 use crate::config::manifest::Grants;
+use crate::config::{Config, ConfigError, Secret};
 use crate::runtime::bindings::agenthook::plugin::types::{self, ToolError};
-use crate::store::{EventId, Store};
+use crate::runtime::registry::{Plugin, Registry};
+use crate::store::{EventId, EventMeta, Store};
+
+pub use emit::CHAIN_HEADER;
 
 /// Tool calls one attempt may make; a plugin looping on a tool is cut off with
 /// `tool-error.limited` instead of flooding the store.
@@ -25,6 +32,50 @@ const MAX_LOG_LINES: usize = 200;
 const MAX_LOG_BYTES: usize = 64 * 1024;
 const MAX_LOG_LINE: usize = 4096;
 
+/// What the tools share across attempts and plugins: the HTTP clients, the SMTP
+/// transport, the plugin registry (for routing emitted events) and the host's limits.
+/// Built once when the host starts.
+pub struct Services {
+    http: http::HttpClients,
+    /// `None` when the host config has no `[email]` section.
+    mailer: Option<Arc<email::Mailer>>,
+    registry: Arc<Registry>,
+    max_chain_depth: u32,
+    /// An emitted event's body is held to the same cap as a webhook's.
+    max_event_bytes: usize,
+    /// Emits, like ingress, push back when a subscriber's queue is this deep.
+    max_queue_per_plugin: u64,
+}
+
+impl Services {
+    pub fn new(config: &Config, registry: Arc<Registry>) -> Result<Services, ConfigError> {
+        let http = http::HttpClients::new()
+            .map_err(|e| ConfigError::invalid("http", format!("cannot set up TLS: {e}")))?;
+        let mailer = config
+            .email
+            .as_ref()
+            .map(email::Mailer::new)
+            .transpose()?
+            .map(Arc::new);
+        Ok(Services {
+            http,
+            mailer,
+            registry,
+            max_chain_depth: config.emit.max_chain_depth,
+            max_event_bytes: config.server.max_body_bytes,
+            max_queue_per_plugin: config.store.max_queue_per_plugin,
+        })
+    }
+}
+
+/// The delivery being handled, as the tools that act on its behalf need it.
+struct Origin {
+    /// The delivery's idempotency key: emits and Message-IDs derive from it.
+    idempotency_key: String,
+    /// The event's chain of hops (see `emit`).
+    chain: Vec<String>,
+}
+
 /// What the tools of one handler call can reach.
 pub struct Tools {
     plugin: Arc<str>,
@@ -32,26 +83,45 @@ pub struct Tools {
     grants: Grants,
     config: Arc<BTreeMap<String, Secret>>,
     store: Store,
+    services: Arc<Services>,
+    origin: Origin,
+    /// When the attempt's wall deadline (`limits.timeout_ms`) passes; network calls
+    /// never wait past it.
+    deadline: Instant,
     logs: LogSink,
     calls: u32,
+    emits: u32,
+    emits_by_type: HashMap<String, u32>,
+    emails_sent: u32,
 }
 
 impl Tools {
+    /// The tools for one attempt of `plugin` on event `event` (stored as `meta`).
     pub fn new(
-        plugin: Arc<str>,
+        plugin: &Plugin,
         event: EventId,
-        grants: Grants,
-        config: Arc<BTreeMap<String, Secret>>,
+        meta: &EventMeta,
+        idempotency_key: String,
         store: Store,
+        services: Arc<Services>,
     ) -> Self {
         Tools {
-            plugin,
+            plugin: plugin.name.clone(),
             event,
-            grants,
-            config,
+            grants: plugin.manifest.grants.clone(),
+            config: plugin.config.clone(),
             store,
+            services,
+            origin: Origin {
+                idempotency_key,
+                chain: emit::chain_of(meta),
+            },
+            deadline: Instant::now() + Duration::from_millis(plugin.manifest.limits.timeout_ms),
             logs: LogSink::default(),
             calls: 0,
+            emits: 0,
+            emits_by_type: HashMap::new(),
+            emails_sent: 0,
         }
     }
 
@@ -69,6 +139,11 @@ impl Tools {
             )));
         }
         Ok(())
+    }
+
+    /// Time left before the attempt's deadline.
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 }
 
