@@ -6,12 +6,20 @@
 //! from the pool into a new `Store` that holds only what the manifest grants: no
 //! filesystem, environment, sockets or clocks beyond WASI's defaults, a memory limit,
 //! a CPU and a wall-clock deadline, and the host tools (`crate::tools`).
+//!
+//! Loading validates before anything can run: the bytes must be a component, compile,
+//! import only what the host provides, export the `handler` world, and instantiate
+//! within the manifest's memory limit. Compiled code is cached on disk (`cache`).
 
+pub mod cache;
+pub mod deploy;
 pub mod output;
 pub mod registry;
+pub mod watch;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -42,6 +50,14 @@ pub use bindings::agenthook::plugin::types::{Event as WitEvent, HandlerError};
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of stdout+stderr kept per attempt.
 const OUTPUT_CAP: usize = 16 * 1024;
+/// Bytes of a handler's error text kept with the attempt; the rest is cut, with a note.
+pub const MAX_ERROR_BYTES: usize = 4096;
+/// The largest component the host accepts.
+pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
+/// Bytes at the bottom of each linear memory slot that are reset in place and kept
+/// resident between instances: a Rust guest's 1 MiB stack plus its data and first
+/// heap pages.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 /// Deliveries that may run at once across all plugins; kept below the instance pool
 /// size so instantiation never fails for lack of a slot.
 pub const MAX_INSTANCES: u32 = 256;
@@ -49,16 +65,59 @@ pub const MAX_INSTANCES: u32 = 256;
 /// A plugin could not be loaded. The message says what is wrong with the component.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("the component is {size} bytes; the largest accepted is {MAX_COMPONENT_BYTES}")]
+    TooLarge { size: usize },
+    #[error(
+        "this is a core WebAssembly module, not a component: build the plugin for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule,
     #[error("not a valid WebAssembly component: {0:#}")]
     Compile(wasmtime::Error),
-    #[error("the component does not fit the agenthook:plugin `handler` world: {0:#}")]
-    Link(wasmtime::Error),
+    #[error("the component imports something this host does not provide: {0:#}")]
+    Imports(wasmtime::Error),
+    #[error(
+        "the component does not export the agenthook:plugin `handler` world (`handle: func(event) -> result<_, handler-error>`): {0:#}"
+    )]
+    Exports(wasmtime::Error),
+    #[error("the component cannot be instantiated under its manifest's limits: {0}")]
+    Instantiate(String),
+}
+
+/// Which instance allocator the engine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// Pre-reserved slots with copy-on-write memory images: what the host runs with.
+    Pooling,
+    /// Wasmtime's default: map fresh memory for every instance. For comparison only.
+    OnDemand,
+}
+
+/// How to build a [`Runtime`].
+///
+/// ## Defaults
+///
+/// Pooling allocator; no compile cache (every load compiles).
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub allocator: Allocator,
+    /// Directory of the on-disk compile cache; `None` compiles every time.
+    pub compile_cache: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            allocator: Allocator::Pooling,
+            compile_cache: None,
+        }
+    }
 }
 
 /// The shared engine and linker.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Invocation>,
+    cache: Option<cache::CompileCache>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -79,6 +138,26 @@ pub struct CompiledPlugin {
     pre: bindings::HandlerPre<Invocation>,
     /// Hex SHA-256 of the component bytes: the plugin version recorded with attempts.
     pub version: String,
+    /// Whether the code came from the compile cache, and how long loading took.
+    pub origin: cache::Origin,
+    pub load_time: Duration,
+    /// What this version has done since it was loaded.
+    pub stats: CallStats,
+}
+
+/// Counters of one loaded plugin version, updated by every call.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub calls: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub done: AtomicU64,
+    /// Handler-requested retries and permanent failures.
+    pub handler_errors: AtomicU64,
+    pub traps: AtomicU64,
+    pub cpu_deadlines: AtomicU64,
+    pub memory_limits: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub total_micros: AtomicU64,
 }
 
 /// The state of one handler call. Holds nothing the manifest does not grant.
@@ -87,7 +166,8 @@ pub struct Invocation {
     table: ResourceTable,
     limiter: Limiter,
     tools: Tools,
-    /// Epoch ticks the guest has spent running, and the budget.
+    /// Epoch ticks the guest has spent running, and the budget. A tick is counted when
+    /// the guest is running as the epoch advances, so time in tool calls is not CPU.
     cpu_ticks: u64,
     cpu_budget_ticks: u64,
     cpu_exceeded: bool,
@@ -167,20 +247,38 @@ pub struct CallReport {
 }
 
 impl Runtime {
+    /// The host's runtime: pooling allocator, no compile cache.
     pub fn new() -> wasmtime::Result<Runtime> {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(1000)
-            .total_core_instances(4000)
-            .total_memories(1000)
-            .total_tables(2000)
-            .total_stacks(1000)
-            .max_memory_size((MAX_MEMORY_MB as usize) << 20);
+        Self::with_options(&RuntimeOptions::default())
+    }
+
+    pub fn with_options(options: &RuntimeOptions) -> wasmtime::Result<Runtime> {
         let mut config = EngineConfig::new();
-        config
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .memory_init_cow(true);
+        config.epoch_interruption(true).memory_init_cow(true);
+        if options.allocator == Allocator::Pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(1000)
+                .total_core_instances(4000)
+                .total_memories(1000)
+                .total_tables(2000)
+                .total_stacks(1000)
+                .max_memory_size((MAX_MEMORY_MB as usize) << 20)
+                // Reset a returned slot by rewriting only the pages the guest dirtied
+                // (found with Linux's PAGEMAP_SCAN where available) and keep them
+                // resident, instead of unmapping them and page-faulting them back on
+                // the next delivery: the bulk of per-delivery cost otherwise.
+                .pagemap_scan(wasmtime::Enabled::Auto)
+                .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+                .table_keep_resident(64 << 10);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config)?;
+        let cache = match &options.compile_cache {
+            Some(dir) => Some(cache::CompileCache::new(dir, &engine).map_err(|e| {
+                wasmtime::Error::msg(format!("compile cache {}: {e}", dir.display()))
+            })?),
+            None => None,
+        };
 
         let mut linker = Linker::<Invocation>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -199,40 +297,76 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            cache,
             stop_ticker,
         })
     }
 
-    /// Compile and link a component. CPU-heavy: call it off the async executor.
+    /// The compile cache, if this runtime has one.
+    pub fn compile_cache(&self) -> Option<&cache::CompileCache> {
+        self.cache.as_ref()
+    }
+
+    /// Compile (or load from the cache) and link a component, checking that it imports
+    /// only what the host provides and exports the `handler` world. CPU-heavy: call it
+    /// off the async executor.
     pub fn compile(&self, wasm: &[u8]) -> Result<CompiledPlugin, LoadError> {
-        let version = hex::encode(Sha256::digest(wasm));
-        let component = Component::new(&self.engine, wasm).map_err(LoadError::Compile)?;
+        let started = Instant::now();
+        if wasm.len() > MAX_COMPONENT_BYTES {
+            return Err(LoadError::TooLarge { size: wasm.len() });
+        }
+        // `\0asm` then a version: 1 for a core module; components use another layer.
+        if wasm.starts_with(b"\0asm\x01\0\0\0") {
+            return Err(LoadError::CoreModule);
+        }
+        let version = content_hash(wasm);
+        let (component, origin) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, wasm, &version),
+            None => Component::new(&self.engine, wasm).map(|c| (c, cache::Origin::Compiled)),
+        }
+        .map_err(LoadError::Compile)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(LoadError::Link)?;
-        let pre = bindings::HandlerPre::new(pre).map_err(LoadError::Link)?;
-        Ok(CompiledPlugin { pre, version })
+            .map_err(LoadError::Imports)?;
+        let pre = bindings::HandlerPre::new(pre).map_err(LoadError::Exports)?;
+        Ok(CompiledPlugin {
+            pre,
+            version,
+            origin,
+            load_time: started.elapsed(),
+            stats: CallStats::default(),
+        })
     }
 
-    /// Run the plugin's handler once, in a fresh instance, under the manifest's limits.
-    pub async fn call(
+    /// Instantiate the plugin once, without calling it, under the manifest's limits:
+    /// catches a component whose initial memory or start-up code does not fit them
+    /// before it is swapped in.
+    pub async fn trial_instantiate(
         &self,
         plugin: &CompiledPlugin,
         manifest: &Manifest,
         tools: Tools,
-        event: WitEvent,
-    ) -> CallReport {
-        let started = Instant::now();
-        let stdout = CapturedOutput::new(OUTPUT_CAP);
-        let stderr = CapturedOutput::new(OUTPUT_CAP);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+    ) -> Result<(), LoadError> {
+        let mut store = self.new_store(manifest, tools, WasiCtx::builder().build());
         let timeout = Duration::from_millis(manifest.limits.timeout_ms);
+        match tokio::time::timeout(timeout, plugin.pre.instantiate_async(&mut store)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(LoadError::Instantiate(classify_trap(
+                &e,
+                store.data(),
+                manifest,
+            ))),
+            Err(_) => Err(LoadError::Instantiate(format!(
+                "timeout: instantiation ran past limits.timeout_ms ({} ms)",
+                manifest.limits.timeout_ms
+            ))),
+        }
+    }
+
+    /// A store for one instance, holding the manifest's limits and the tools.
+    fn new_store(&self, manifest: &Manifest, tools: Tools, wasi: WasiCtx) -> Store<Invocation> {
         let budget = (manifest.limits.timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
-        let logs = tools.logs();
         let mut store = Store::new(
             &self.engine,
             Invocation {
@@ -261,47 +395,99 @@ impl Runtime {
             }
             Ok(UpdateDeadline::Yield(1))
         });
+        store
+    }
+
+    /// Run the plugin's handler once, in a fresh instance, under the manifest's limits.
+    pub async fn call(
+        &self,
+        plugin: &CompiledPlugin,
+        manifest: &Manifest,
+        tools: Tools,
+        event: WitEvent,
+    ) -> CallReport {
+        let started = Instant::now();
+        let stdout = CapturedOutput::new(OUTPUT_CAP);
+        let stderr = CapturedOutput::new(OUTPUT_CAP);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let timeout = Duration::from_millis(manifest.limits.timeout_ms);
+        let logs = tools.logs();
+        let stats = &plugin.stats;
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut store = self.new_store(manifest, tools, wasi);
 
         let run = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance.call_handle(&mut store, &event).await
         };
         let result = tokio::time::timeout(timeout, run).await;
+        let counter = |c: &AtomicU64| {
+            c.fetch_add(1, Ordering::Relaxed);
+        };
         let outcome = match result {
-            Err(_) => CallOutcome::Retry {
-                reason: format!(
-                    "timeout: the handler ran past limits.timeout_ms ({} ms)",
-                    manifest.limits.timeout_ms
-                ),
-                delay_ms: None,
-            },
-            Ok(Ok(Ok(()))) => CallOutcome::Done,
-            Ok(Ok(Err(HandlerError::Retry(r)))) => CallOutcome::Retry {
-                reason: format!("handler: {}", r.reason),
-                delay_ms: r.delay_ms,
-            },
-            Ok(Ok(Err(HandlerError::Permanent(reason)))) => {
-                CallOutcome::Permanent(format!("handler: {reason}"))
-            }
-            Ok(Err(trap)) => {
+            Err(_) => {
+                // The wall deadline passed. A guest that spent most of it computing is
+                // reported as the CPU hog it is; otherwise the time went to tool calls
+                // or waiting.
                 let state = store.data();
-                let reason = if state.cpu_exceeded {
+                let cpu_ms = state.cpu_ticks * EPOCH_TICK.as_millis() as u64;
+                let reason = if cpu_ms * 2 >= manifest.limits.timeout_ms {
+                    counter(&stats.cpu_deadlines);
                     format!(
-                        "cpu_deadline: the handler used more than {} ms of CPU (limits.timeout_ms)",
+                        "cpu_deadline: the handler computed for ~{cpu_ms} ms without finishing (limits.timeout_ms = {} ms)",
                         manifest.limits.timeout_ms
                     )
-                } else if state.limiter.exceeded {
-                    format!("{:#}", trap.root_cause())
                 } else {
-                    format!("trap: {}", describe_trap(&trap))
+                    counter(&stats.timeouts);
+                    format!(
+                        "timeout: the handler ran past limits.timeout_ms ({} ms); ~{cpu_ms} ms of it computing, the rest waiting (tool calls, sleeps)",
+                        manifest.limits.timeout_ms
+                    )
                 };
                 CallOutcome::Retry {
                     reason,
                     delay_ms: None,
                 }
             }
+            Ok(Ok(Ok(()))) => {
+                counter(&stats.done);
+                CallOutcome::Done
+            }
+            Ok(Ok(Err(HandlerError::Retry(r)))) => {
+                counter(&stats.handler_errors);
+                CallOutcome::Retry {
+                    reason: cap_error(format!("handler: {}", r.reason)),
+                    delay_ms: r.delay_ms,
+                }
+            }
+            Ok(Ok(Err(HandlerError::Permanent(reason)))) => {
+                counter(&stats.handler_errors);
+                CallOutcome::Permanent(cap_error(format!("handler: {reason}")))
+            }
+            Ok(Err(trap)) => {
+                let state = store.data();
+                counter(if state.cpu_exceeded {
+                    &stats.cpu_deadlines
+                } else if state.limiter.exceeded {
+                    &stats.memory_limits
+                } else {
+                    &stats.traps
+                });
+                CallOutcome::Retry {
+                    reason: cap_error(classify_trap(&trap, state, manifest)),
+                    delay_ms: None,
+                }
+            }
         };
         drop(store);
+        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        stats
+            .total_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
 
         let mut lines = logs.take();
         for (stream, out) in [("stdout", &stdout), ("stderr", &stderr)] {
@@ -321,10 +507,49 @@ impl Runtime {
     }
 }
 
+/// Hex SHA-256 of a component's bytes: its version.
+pub fn content_hash(wasm: &[u8]) -> String {
+    hex::encode(Sha256::digest(wasm))
+}
+
+/// The reason of a call or instantiation that trapped: `cpu_deadline: …`,
+/// `memory_limit: …` or `trap: …`.
+fn classify_trap(trap: &wasmtime::Error, state: &Invocation, manifest: &Manifest) -> String {
+    if state.cpu_exceeded {
+        format!(
+            "cpu_deadline: the handler used more than {} ms of CPU (limits.timeout_ms)",
+            manifest.limits.timeout_ms
+        )
+    } else if state.limiter.exceeded {
+        format!("{:#}", trap.root_cause())
+    } else {
+        format!("trap: {}", describe_trap(trap))
+    }
+}
+
+/// Cut an error text to [`MAX_ERROR_BYTES`] (on a char boundary), noting how much went.
+pub fn cap_error(mut text: String) -> String {
+    if text.len() <= MAX_ERROR_BYTES {
+        return text;
+    }
+    let total = text.len();
+    let mut cut = MAX_ERROR_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!(
+        "… ({} more bytes cut; errors are kept up to {MAX_ERROR_BYTES} bytes)",
+        total - cut
+    ));
+    text
+}
+
 /// A one-line trap description: the trap code or message, plus the innermost frame.
 fn describe_trap(err: &wasmtime::Error) -> String {
     let mut text = err.to_string();
-    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+    let trap = err.downcast_ref::<wasmtime::Trap>();
+    if let Some(trap) = trap {
         text = trap.to_string();
     }
     // The full chain carries e.g. the panic message printed to stderr separately; the
@@ -333,5 +558,46 @@ fn describe_trap(err: &wasmtime::Error) -> String {
     if root != text {
         text = format!("{text}: {root}");
     }
-    text.lines().next().unwrap_or_default().to_string()
+    let mut line = text.lines().next().unwrap_or_default().to_string();
+    if let Some(rest) = line.strip_prefix("wasm trap: ") {
+        line = rest.to_string();
+    }
+    match trap {
+        Some(wasmtime::Trap::StackOverflow) => {
+            line.push_str(" (stack overflow: unbounded recursion?)");
+        }
+        Some(wasmtime::Trap::MemoryOutOfBounds) => {
+            line.push_str(" (a bad pointer, or the guest's in-memory stack overflowed)");
+        }
+        _ => {}
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_capped_on_a_char_boundary_with_a_note() {
+        assert_eq!(cap_error("short".into()), "short");
+        let long = "é".repeat(MAX_ERROR_BYTES); // 2 bytes each
+        let capped = cap_error(long.clone());
+        assert!(capped.len() < MAX_ERROR_BYTES + 100, "{}", capped.len());
+        assert!(capped.contains(&format!("({} more bytes cut", long.len() - MAX_ERROR_BYTES)));
+        assert!(long.starts_with(capped.split('…').next().unwrap()));
+    }
+
+    #[test]
+    fn core_modules_and_oversized_components_are_refused_before_compiling() {
+        let rt = Runtime::new().unwrap();
+        let core = rt.compile(b"\0asm\x01\0\0\0").err().unwrap();
+        assert!(matches!(core, LoadError::CoreModule), "{core}");
+        let big = vec![0u8; MAX_COMPONENT_BYTES + 1];
+        let err = rt.compile(&big).err().unwrap();
+        assert!(matches!(err, LoadError::TooLarge { .. }), "{err}");
+        // An empty component compiles but does not export `handle`.
+        let empty = rt.compile(b"\0asm\x0d\0\x01\0").err().unwrap();
+        assert!(matches!(empty, LoadError::Exports(_)), "{empty}");
+    }
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::Semaphore;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, Semaphore};
 
 use super::{CompiledPlugin, LoadError, Runtime};
 use crate::config::manifest::Manifest;
@@ -43,18 +44,37 @@ pub struct Plugin {
     pub compiled: CompiledPlugin,
     /// Shared with every attempt's tools; resolved secrets included.
     pub config: Arc<BTreeMap<String, Secret>>,
-    /// One permit per concurrent delivery (`limits.max_concurrency`).
+    /// One permit per concurrent delivery (`limits.max_concurrency`). A new version
+    /// with the same limit shares its predecessor's, so a swap never lets more than
+    /// the limit run at once.
     pub permits: Arc<Semaphore>,
     pub loaded_at_ms: u64,
+    /// Hex SHA-256 of the manifest text: with the component's version, tells whether a
+    /// deploy changes anything.
+    pub manifest_digest: String,
+    /// The manifest's `[grants]` as written, for the admin API (header values, which
+    /// may be credentials, redacted).
+    pub grants_view: serde_json::Value,
 }
 
 /// The loaded plugins by name.
 #[derive(Default)]
 pub struct Registry {
     plugins: RwLock<Arc<BTreeMap<String, Arc<Plugin>>>>,
+    /// Notified whenever the set changes (the dispatcher waits on it).
+    changed: Option<Arc<Notify>>,
 }
 
 impl Registry {
+    /// An empty registry that notifies `changed` whenever a plugin is added, replaced
+    /// or removed.
+    pub fn new(changed: Arc<Notify>) -> Self {
+        Registry {
+            plugins: RwLock::default(),
+            changed: Some(changed),
+        }
+    }
+
     /// A consistent view of the loaded plugins.
     pub fn snapshot(&self) -> Arc<BTreeMap<String, Arc<Plugin>>> {
         self.plugins
@@ -76,13 +96,76 @@ impl Registry {
             .collect()
     }
 
-    /// Add or replace a plugin.
-    pub fn insert(&self, plugin: Plugin) {
-        let mut guard = self.plugins.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = BTreeMap::clone(&guard);
-        next.insert(plugin.name.to_string(), Arc::new(plugin));
-        *guard = Arc::new(next);
+    /// Add or replace a plugin; returns it and the version it replaced. Deliveries
+    /// already running keep the old version (they hold its `Arc`); the next ones get
+    /// the new.
+    pub fn insert(&self, mut plugin: Plugin) -> (Arc<Plugin>, Option<Arc<Plugin>>) {
+        let plugin_name = plugin.name.clone();
+        let (new, old) = {
+            let mut guard = self.plugins.write().unwrap_or_else(|p| p.into_inner());
+            let mut next = BTreeMap::clone(&guard);
+            if let Some(old) = next.get(&*plugin.name)
+                && old.manifest.limits.max_concurrency == plugin.manifest.limits.max_concurrency
+            {
+                plugin.permits = old.permits.clone();
+            }
+            let new = Arc::new(plugin);
+            let old = next.insert(plugin_name.to_string(), new.clone());
+            *guard = Arc::new(next);
+            (new, old)
+        };
+        self.notify();
+        (new, old)
     }
+
+    /// Unload a plugin: no new deliveries start; running ones finish; its stored
+    /// deliveries stay as they are until it is loaded again.
+    pub fn remove(&self, name: &str) -> Option<Arc<Plugin>> {
+        let old = {
+            let mut guard = self.plugins.write().unwrap_or_else(|p| p.into_inner());
+            if !guard.contains_key(name) {
+                return None;
+            }
+            let mut next = BTreeMap::clone(&guard);
+            let old = next.remove(name);
+            *guard = Arc::new(next);
+            old
+        };
+        self.notify();
+        old
+    }
+
+    fn notify(&self) {
+        if let Some(n) = &self.changed {
+            n.notify_one();
+        }
+    }
+}
+
+/// The `[grants]` table of a (valid) manifest as JSON; every value under
+/// `http_headers` is replaced by `"<redacted>"`.
+fn grants_view(manifest_text: &str) -> serde_json::Value {
+    fn redact(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => m.values_mut().for_each(redact),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+            other => *other = serde_json::Value::from("<redacted>"),
+        }
+    }
+    let table: toml::Table = toml::from_str(manifest_text).unwrap_or_default();
+    let mut grants = table
+        .get("grants")
+        .and_then(|g| serde_json::to_value(g).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    if let Some(headers) = grants.get_mut("http_headers") {
+        redact(headers);
+    }
+    grants
+}
+
+/// Hex SHA-256 of a manifest's text.
+pub fn manifest_digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Validate and compile one plugin from its manifest text and component bytes.
@@ -113,6 +196,8 @@ pub fn build_plugin(
         manifest,
         compiled,
         loaded_at_ms: now_ms(),
+        manifest_digest: manifest_digest(manifest_text),
+        grants_view: grants_view(manifest_text),
     })
 }
 
