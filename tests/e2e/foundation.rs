@@ -156,17 +156,9 @@ async fn refused_requests_store_nothing() {
         (400, Some("malformed_body"))
     );
 
-    // Larger than max_body_bytes (1 MiB by default).
-    let big = format!(
-        "{{\"type\":\"payment.succeeded\",\"pad\":\"{}\"}}",
-        "x".repeat(1024 * 1024 + 1)
-    );
-    let h = standard_webhooks_headers(SECRET, "msg_big", now, big.as_bytes());
-    let r = host.post("demo", &h, big.as_bytes()).await;
-    assert_eq!(
-        (r.status, r.json["reason"].as_str()),
-        (413, Some("body_too_large"))
-    );
+    // Oversized bodies (413 before the body is read) are tested over raw TCP in
+    // `senders::oversized_bodies_are_refused_without_reading_them`: an HTTP client that
+    // keeps writing after the early answer may see a reset instead of the 413.
 
     // Nothing refused was stored, and what was stored is untouched.
     let events = host.all_events().await;
