@@ -8,23 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, TestEnv, TestHost, manifest, plugins};
+use crate::harness::{self, TestEnv, attempts, manifest, plugins, post_id};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn post_id(host: &TestHost, id: &str, body: Value) -> String {
-    let r = host.post_signed(id, &body).await;
-    assert_eq!(r.status, 200, "{:?}", r.json);
-    r.json["id"].as_str().expect("id").to_string()
-}
-
-fn attempts(event: &Value, plugin: &str) -> Vec<Value> {
-    event["deliveries"]
-        .as_array()
-        .and_then(|ds| ds.iter().find(|d| d["plugin"] == plugin))
-        .and_then(|d| d["attempts"].as_array().cloned())
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_follow_the_backoff_schedule_on_an_injected_clock() {
@@ -254,8 +240,12 @@ async fn retention_removes_old_data_and_the_file_stops_growing() {
     let mut sizes = Vec::new();
     let mut n = 0u64;
     let first = post_id(&host, "soak-0", json!({"type": "job.soak", "pad": pad})).await;
+    // A fixed arrival rate (50 events every 250 ms, 200/s), so the live set, and with
+    // it the file, depends on the retention and not on how fast this machine is today.
+    let mut pace = tokio::time::interval(Duration::from_millis(250));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while started.elapsed() < soak {
-        // Bounded load: batches of 50 concurrent posts.
+        pace.tick().await;
         let mut batch = tokio::task::JoinSet::new();
         for _ in 0..50 {
             n += 1;

@@ -495,6 +495,22 @@ where
     }
 }
 
+/// POST a signed event to `demo`, assert it was stored, return the host's id.
+pub async fn post_id(host: &TestHost, id: &str, body: Value) -> String {
+    let r = host.post_signed(id, &body).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    r.json["id"].as_str().expect("id").to_string()
+}
+
+/// The attempts of an event's delivery to `plugin` (empty when there is none).
+pub fn attempts(event: &Value, plugin: &str) -> Vec<Value> {
+    event["deliveries"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["plugin"] == plugin))
+        .and_then(|d| d["attempts"].as_array().cloned())
+        .unwrap_or_default()
+}
+
 /// A manifest for a test plugin subscribed to `demo` events of the given type glob.
 pub fn manifest(types: &str, body: &str) -> String {
     format!("[[subscribe]]\nsource = \"demo\"\ntypes = [\"{types}\"]\n\n{body}\n")

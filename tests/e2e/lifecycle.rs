@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::harness::{self, TOKEN, TestEnv, TestHost, manifest, plugins};
+use crate::harness::{self, TOKEN, TestEnv, TestHost, attempts, manifest, plugins, post_id};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -81,20 +81,6 @@ async fn admin(host: &TestHost, method: http::Method, path: &str, body: String) 
     host.request(method, host.admin, path, &headers, Bytes::from(body))
         .await
         .expect("admin request")
-}
-
-async fn post_id(host: &TestHost, id: &str, body: Value) -> String {
-    let r = host.post_signed(id, &body).await;
-    assert_eq!(r.status, 200, "{:?}", r.json);
-    r.json["id"].as_str().expect("id").to_string()
-}
-
-fn attempts(event: &Value, plugin: &str) -> Vec<Value> {
-    event["deliveries"]
-        .as_array()
-        .and_then(|ds| ds.iter().find(|d| d["plugin"] == plugin))
-        .and_then(|d| d["attempts"].as_array().cloned())
-        .unwrap_or_default()
 }
 
 fn delivery_status(event: &Value, plugin: &str) -> Option<String> {
