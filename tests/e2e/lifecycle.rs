@@ -803,3 +803,33 @@ async fn restart_with_a_warm_compile_cache_is_faster_and_a_corrupt_entry_is_reco
     assert_eq!(e["deliveries"].as_array().unwrap().len(), PLUGINS);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_flood_is_held_to_the_plugins_rate_limit() {
+    let env = TestEnv::new();
+    env.install_plugin(
+        "flood",
+        plugins::TEST_MISBEHAVE,
+        &manifest(
+            "job.flood",
+            "[limits]\ntool_calls_per_second = 50\n\n[retry]\nmax_attempts = 1\n\n[grants]\nkv = true\n\n[config]\nmode = \"toolflood\"\n",
+        ),
+    );
+    let host = env.start().await;
+    let id = post_id(&host, "flood-1", json!({"type": "job.flood"})).await;
+    let e = host.wait_status(&id, "dead", WAIT).await;
+    let a = attempts(&e, "flood");
+    let err = a[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("limited") && err.contains("limits.tool_calls_per_second"),
+        "{err}"
+    );
+    // The limit is visible to the operator.
+    let p = host.admin_get("/admin/v1/plugins/flood").await;
+    assert_eq!(
+        p.json["limits"]["tool_calls_per_second"], 50,
+        "{:?}",
+        p.json
+    );
+    host.stop().await;
+}

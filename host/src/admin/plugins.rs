@@ -177,6 +177,7 @@ fn plugin_view(p: &Plugin) -> Value {
             "timeout_ms": m.limits.timeout_ms,
             "cpu_ms": m.limits.timeout_ms,
             "max_concurrency": m.limits.max_concurrency,
+            "tool_calls_per_second": m.limits.tool_calls_per_second,
             "error_bytes": MAX_ERROR_BYTES,
         },
         "retry": {

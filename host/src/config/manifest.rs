@@ -56,6 +56,9 @@ pub struct Limits {
     /// Wall-clock deadline of one attempt; CPU time in the guest is held to the same.
     pub timeout_ms: u64,
     pub max_concurrency: u32,
+    /// Tool calls per second across all of the plugin's attempts (a one-second burst is
+    /// allowed); beyond it a call returns `tool-error.limited`.
+    pub tool_calls_per_second: u32,
 }
 
 /// `[retry]`.
@@ -360,6 +363,7 @@ struct RawLimits {
     memory_mb: Option<u64>,
     timeout_ms: Option<u64>,
     max_concurrency: Option<u32>,
+    tool_calls_per_second: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -387,6 +391,7 @@ impl Default for Limits {
             memory_mb: 64,
             timeout_ms: 5000,
             max_concurrency: 4,
+            tool_calls_per_second: 1000,
         }
     }
 }
@@ -466,6 +471,15 @@ impl Manifest {
                 1,
                 MAX_CONCURRENCY.into(),
                 "limits.max_concurrency",
+            )? as u32,
+            tool_calls_per_second: in_range(
+                raw.limits
+                    .tool_calls_per_second
+                    .unwrap_or(d.tool_calls_per_second)
+                    .into(),
+                1,
+                1_000_000,
+                "limits.tool_calls_per_second",
             )? as u32,
         };
 

@@ -48,6 +48,8 @@ pub struct Plugin {
     /// with the same limit shares its predecessor's, so a swap never lets more than
     /// the limit run at once.
     pub permits: Arc<Semaphore>,
+    /// `limits.tool_calls_per_second`, shared by all of this version's attempts.
+    pub tool_rate: Arc<crate::tools::CallRate>,
     pub loaded_at_ms: u64,
     /// Hex SHA-256 of the manifest text: with the component's version, tells whether a
     /// deploy changes anything.
@@ -193,6 +195,9 @@ pub fn build_plugin(
         name: Arc::from(name),
         config: Arc::new(manifest.config.clone()),
         permits: Arc::new(Semaphore::new(manifest.limits.max_concurrency as usize)),
+        tool_rate: Arc::new(crate::tools::CallRate::new(
+            manifest.limits.tool_calls_per_second,
+        )),
         manifest,
         compiled,
         loaded_at_ms: now_ms(),

@@ -90,6 +90,8 @@ pub struct Tools {
     deadline: Instant,
     logs: LogSink,
     calls: u32,
+    /// The plugin's `limits.tool_calls_per_second` bucket.
+    rate: Arc<CallRate>,
     emits: u32,
     emits_by_type: HashMap<String, u32>,
     emails_sent: u32,
@@ -119,6 +121,7 @@ impl Tools {
             deadline: Instant::now() + Duration::from_millis(plugin.manifest.limits.timeout_ms),
             logs: LogSink::default(),
             calls: 0,
+            rate: plugin.tool_rate.clone(),
             emits: 0,
             emits_by_type: HashMap::new(),
             emails_sent: 0,
@@ -138,6 +141,12 @@ impl Tools {
                 "more than {MAX_TOOL_CALLS} tool calls in one attempt"
             )));
         }
+        if !self.rate.try_take(Instant::now()) {
+            return Err(ToolError::Limited(format!(
+                "more than {} tool calls per second (limits.tool_calls_per_second)",
+                self.rate.per_second
+            )));
+        }
         Ok(())
     }
 
@@ -148,6 +157,39 @@ impl Tools {
 }
 
 impl types::Host for Tools {}
+
+/// A token bucket: `per_second` calls a second, with a burst of one second's worth.
+/// Shared by every attempt of one plugin version, so a flood from many concurrent
+/// deliveries is held to the same rate as one.
+#[derive(Debug)]
+pub struct CallRate {
+    per_second: u32,
+    /// (tokens left, when they were counted).
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl CallRate {
+    pub fn new(per_second: u32) -> Self {
+        CallRate {
+            per_second,
+            bucket: Mutex::new((f64::from(per_second), Instant::now())),
+        }
+    }
+
+    /// Take one call's token at `now`; false when the bucket is empty.
+    pub fn try_take(&self, now: Instant) -> bool {
+        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let refill = now.saturating_duration_since(b.1).as_secs_f64() * f64::from(self.per_second);
+        b.0 = (b.0 + refill).min(f64::from(self.per_second));
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// The log lines of one attempt, capped in count and size.
 #[derive(Debug, Clone, Default)]
@@ -190,5 +232,25 @@ impl LogSink {
             ));
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::CallRate;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let rate = CallRate::new(10);
+        let t0 = Instant::now();
+        assert!((0..10).all(|_| rate.try_take(t0)), "a one-second burst");
+        assert!(!rate.try_take(t0), "then empty");
+        // 100 ms later: one more token.
+        assert!(rate.try_take(t0 + Duration::from_millis(100)));
+        assert!(!rate.try_take(t0 + Duration::from_millis(100)));
+        // A long pause refills to the burst, not beyond.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!((0..20).filter(|_| rate.try_take(later)).count(), 10);
     }
 }

@@ -5,7 +5,8 @@
 //! `stack` (unbounded recursion), `logflood` (tens of thousands of log lines and
 //! megabytes on stdout/stderr, then succeeds), `giant-error` (fails with a 4 MiB error
 //! string), `ungranted` (writes kv without the grant), `sleep` (waits `sleep_ms` on
-//! the wall clock without using CPU), `ok` (default: succeeds).
+//! the wall clock without using CPU), `toolflood` (calls kv as fast as it can, to hit
+//! `limits.tool_calls_per_second`), `ok` (default: succeeds).
 
 use std::hint::black_box;
 use std::io::Write as _;
@@ -49,6 +50,14 @@ fn handle(event: Event) -> Result<(), HandlerError> {
             Ok(())
         }
         "giant-error" => Err(HandlerError::permanent("E".repeat(4 << 20))),
+        "toolflood" => {
+            // Calls a cheap tool as fast as it can; the host's rate limit answers
+            // `limited`, which `?` turns into a retryable failure.
+            for _ in 0..1_000_000u32 {
+                black_box(kv::get("flood")?);
+            }
+            Ok(())
+        }
         "ungranted" => {
             kv::set("forbidden", b"1")?;
             Ok(())
