@@ -391,7 +391,7 @@ impl Default for Limits {
             memory_mb: 64,
             timeout_ms: 5000,
             max_concurrency: 4,
-            tool_calls_per_second: 1000,
+            tool_calls_per_second: 10_000,
         }
     }
 }

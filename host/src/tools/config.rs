@@ -5,8 +5,9 @@ use super::Tools;
 use crate::runtime::bindings::agenthook::plugin::config::Host;
 
 impl Host for Tools {
+    // Not counted against the tool-call limits: it is an in-memory lookup, and its
+    // signature cannot say `limited` — a refusal would read as a missing key.
     async fn get(&mut self, key: String) -> Option<String> {
-        self.count_call().ok()?;
         self.config.get(&key).map(|v| v.expose().to_string())
     }
 }

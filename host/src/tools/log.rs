@@ -6,7 +6,9 @@ use crate::runtime::bindings::agenthook::plugin::log::{Host, Level};
 
 impl Host for Tools {
     async fn write(&mut self, level: Level, message: String) {
-        if self.count_call().is_err() {
+        // Log lines have their own caps (tools/mod.rs); they do not use up the rate
+        // that kv, http, email and emit calls share.
+        if self.count_in_attempt().is_err() {
             return;
         }
         let plugin = &*self.plugin;

@@ -133,14 +133,21 @@ impl Tools {
         self.logs.clone()
     }
 
-    /// Count a tool call against the per-attempt cap.
-    fn count_call(&mut self) -> Result<(), ToolError> {
+    /// Count a call against the per-attempt cap.
+    fn count_in_attempt(&mut self) -> Result<(), ToolError> {
         self.calls += 1;
         if self.calls > MAX_TOOL_CALLS {
             return Err(ToolError::Limited(format!(
                 "more than {MAX_TOOL_CALLS} tool calls in one attempt"
             )));
         }
+        Ok(())
+    }
+
+    /// Count a call of a tool that costs the host something (kv, http, email, emit)
+    /// against the per-attempt cap and the plugin's rate.
+    fn count_call(&mut self) -> Result<(), ToolError> {
+        self.count_in_attempt()?;
         if !self.rate.try_take(Instant::now()) {
             return Err(ToolError::Limited(format!(
                 "more than {} tool calls per second (limits.tool_calls_per_second)",
