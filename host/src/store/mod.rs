@@ -26,10 +26,9 @@ use writer::{Op, Tables};
 /// The host's own id of a stored event; assigned in arrival order, never reused.
 pub type EventId = u64;
 
-/// id → event metadata (JSON).
+/// id → the event record: metadata (JSON) and the body exactly as received and
+/// verified, in one value (see [`encode_event`]) so storing an event is one insert.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-/// id → the body, exactly as received and verified.
-const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
 /// (source, sender's event id) → id: a sender's retry is recognised and not stored again.
 const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
 /// (received at ms, id) → (source, sender's event id): dedup keys by age, for expiry.
@@ -559,17 +558,15 @@ impl Store {
     pub fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
         let read = self.db.begin_read().map_err(db)?;
         let events = read.open_table(EVENTS).map_err(db)?;
-        let Some(meta) = events.get(id).map_err(db)? else {
+        let Some(record) = events.get(id).map_err(db)? else {
             return Ok(None);
         };
-        let meta: EventMeta = serde_json::from_slice(meta.value()).map_err(corrupt)?;
-        let payloads = read.open_table(PAYLOADS).map_err(db)?;
-        let body = payloads
-            .get(id)
-            .map_err(db)?
-            .map(|b| b.value().to_vec())
-            .unwrap_or_default();
-        Ok(Some(StoredEvent { id, meta, body }))
+        let (meta, body) = decode_event(record.value())?;
+        Ok(Some(StoredEvent {
+            id,
+            meta,
+            body: body.to_vec(),
+        }))
     }
 
     /// Every delivery of an event, ordered by plugin name.
@@ -636,7 +633,7 @@ impl Store {
             let id = k.value();
             last_seen = Some(id);
             scanned += 1;
-            let meta: EventMeta = serde_json::from_slice(v.value()).map_err(corrupt)?;
+            let (meta, _) = decode_event(v.value())?;
             if filter.since_ms.is_some_and(|s| meta.received_at_ms < s) {
                 // Ids grow with arrival time: everything further is older still.
                 return Ok(EventPage {
@@ -693,6 +690,32 @@ fn read_deliveries(
         out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
     }
     Ok(out)
+}
+
+/// An event record: the metadata's length (u32, little-endian), the metadata as JSON,
+/// then the body.
+fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(meta).map_err(corrupt)?;
+    let len = u32::try_from(json.len())
+        .map_err(|_| StoreError::Corrupt("event metadata over 4 GiB".into()))?;
+    let mut out = Vec::with_capacity(4 + json.len() + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// The metadata and body of an event record.
+fn decode_event(record: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
+    let short = || StoreError::Corrupt("event record is truncated".into());
+    let len_bytes: [u8; 4] = record
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(short)?;
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let json = record.get(4..4 + len).ok_or_else(short)?;
+    let meta = serde_json::from_slice(json).map_err(corrupt)?;
+    Ok((meta, &record[4 + len..]))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -998,5 +1021,30 @@ mod lease_tests {
         assert_eq!(d.lease_expires_at_ms, None);
         assert_eq!(store.due("p", u64::MAX - 1, 10).unwrap().due.len(), 1);
         assert_eq!(store.queue_depth("p"), 1);
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn event_records_round_trip_and_truncation_is_an_error_not_a_panic() {
+        let meta = EventMeta {
+            source: "s".into(),
+            event_id: "e".into(),
+            event_type: "t".into(),
+            received_at_ms: 1,
+            headers: vec![("a".into(), "b".into())],
+        };
+        let record = encode_event(&meta, b"body bytes").unwrap();
+        let (back, body) = decode_event(&record).unwrap();
+        assert_eq!((back, body), (meta, &b"body bytes"[..]));
+        for cut in [0, 3, 4, 10] {
+            assert!(matches!(
+                decode_event(&record[..cut]),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
     }
 }

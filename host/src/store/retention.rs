@@ -138,7 +138,7 @@ impl Janitor {
             }
             let (k, v) = entry.map_err(db)?;
             let id = k.value();
-            let Ok(meta) = serde_json::from_slice::<EventMeta>(v.value()) else {
+            let Ok((meta, _)) = decode_event(v.value()) else {
                 continue;
             };
             if meta.received_at_ms >= cutoff {

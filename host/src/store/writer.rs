@@ -21,7 +21,6 @@ pub(super) type Op = Box<dyn FnOnce(&mut Tables<'_>) -> Result<Reply, StoreError
 /// The tables of one write transaction, and what the batch changed.
 pub(super) struct Tables<'t> {
     events: Table<'t, u64, &'static [u8]>,
-    payloads: Table<'t, u64, &'static [u8]>,
     dedup: Table<'t, (&'static str, &'static str), u64>,
     dedup_age: Table<'t, (u64, u64), (&'static str, &'static str)>,
     deliveries: Table<'t, (u64, &'static str), &'static [u8]>,
@@ -37,7 +36,6 @@ pub(super) struct Tables<'t> {
 fn open_tables(txn: &WriteTransaction, next_id: u64) -> Result<Tables<'_>, StoreError> {
     Ok(Tables {
         events: txn.open_table(EVENTS).map_err(db)?,
-        payloads: txn.open_table(PAYLOADS).map_err(db)?,
         dedup: txn.open_table(DEDUP).map_err(db)?,
         dedup_age: txn.open_table(DEDUP_AGE).map_err(db)?,
         deliveries: txn.open_table(DELIVERIES).map_err(db)?,
@@ -201,9 +199,8 @@ impl Tables<'_> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let meta = serde_json::to_vec(&ev.meta).map_err(corrupt)?;
-        self.events.insert(id, meta.as_slice()).map_err(db)?;
-        self.payloads.insert(id, ev.body.as_ref()).map_err(db)?;
+        let record = encode_event(&ev.meta, &ev.body)?;
+        self.events.insert(id, record.as_slice()).map_err(db)?;
         self.dedup.insert(key, id).map_err(db)?;
         let at = ev.meta.received_at_ms;
         self.dedup_age.insert((at, id), key).map_err(db)?;
@@ -426,10 +423,11 @@ impl Tables<'_> {
     ) -> Result<usize, StoreError> {
         let mut removed = 0;
         for &id in ids {
-            let Some(meta) = self.events.get(id).map_err(db)?.map(|v| v.value().to_vec()) else {
-                continue;
+            let meta = match self.events.get(id).map_err(db)? {
+                Some(v) => decode_event(v.value()).map(|(meta, _)| meta),
+                None => continue,
             };
-            let Ok(meta) = serde_json::from_slice::<EventMeta>(&meta) else {
+            let Ok(meta) = meta else {
                 continue;
             };
             let mut plugins = Vec::new();
@@ -452,7 +450,6 @@ impl Tables<'_> {
                 self.deliveries.remove((id, p.as_str())).map_err(db)?;
             }
             self.events.remove(id).map_err(db)?;
-            self.payloads.remove(id).map_err(db)?;
             removed += 1;
         }
         Ok(removed)
