@@ -149,11 +149,7 @@ impl Verifier {
             }
         }
         Ok(Verifier {
-            keys: source
-                .secrets
-                .iter()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .collect(),
+            keys: super::raw_keys(source),
             tolerance_secs: source.tolerance_secs,
             signature_header: header_name(
                 &settings.signature_header,

@@ -158,6 +158,16 @@ impl Verifier {
     }
 }
 
+/// The secrets of a source used as HMAC keys exactly as configured (every scheme but
+/// Standard Webhooks, whose secrets are base64).
+fn raw_keys(source: &SourceConfig) -> Vec<Vec<u8>> {
+    source
+        .secrets
+        .iter()
+        .map(|s| s.expose().as_bytes().to_vec())
+        .collect()
+}
+
 /// Check a source's secrets and settings at config load, so a bad secret is a config
 /// error rather than a 401 for every request.
 pub fn validate_source(source: &SourceConfig) -> Result<(), ConfigError> {

@@ -23,11 +23,7 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(source: &SourceConfig) -> Result<Verifier, ConfigError> {
         Ok(Verifier {
-            keys: source
-                .secrets
-                .iter()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .collect(),
+            keys: super::raw_keys(source),
             tolerance_secs: source.tolerance_secs,
         })
     }
