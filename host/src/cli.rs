@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::{Host, Listeners};
 
 mod send;
+mod status;
 
 /// Exit status for a bad config or bad arguments (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -58,6 +59,18 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// A summary of what the host is doing: per source rates and refusals, per plugin
+    /// queue depth, success rate, latency and dead letters.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Refresh in place every --interval until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between the two samples rates are computed from.
+        #[arg(long, default_value_t = 2.0, value_parser = parse_interval)]
+        interval: f64,
     },
     /// Inspect loaded plugins.
     Plugin {
@@ -238,8 +251,32 @@ pub fn main() -> ExitCode {
             Command::Events { client, command } => report(events(&client, command).await),
             Command::Dlq { client, command } => report(dlq(&client, command).await),
             Command::Plugin { client, command } => report(plugins(&client, command).await),
+            Command::Status {
+                client,
+                watch,
+                interval,
+            } => report(
+                async {
+                    let admin = AdminClient::new(&client)?;
+                    status::run(
+                        &admin,
+                        watch,
+                        std::time::Duration::from_secs_f64(interval),
+                        client.json,
+                    )
+                    .await
+                }
+                .await,
+            ),
         }
     })
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err("a number of seconds from 0.1 to 3600".into()),
+    }
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -260,7 +297,13 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        // Every line carries its span list: the `webhook` span (source, event) on
+        // ingress, the `delivery` span (event, plugin) on attempts and tool calls.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 

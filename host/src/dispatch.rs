@@ -15,8 +15,11 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use tracing::Instrument;
+
 use crate::clock::Clock;
 use crate::config::manifest::RetryPolicy;
+use crate::metrics::{AttemptRecord, DeliveryMetrics, Health};
 use crate::runtime::registry::{Plugin, Registry};
 use crate::runtime::{CallOutcome, MAX_INSTANCES, Runtime, WitEvent};
 use crate::store::{Attempt, AttemptOutcome, DueBatch, EventId, Next, Store};
@@ -43,6 +46,8 @@ pub struct Dispatcher {
     clock: Clock,
     /// What every attempt's tools share (HTTP clients, SMTP, emit routing).
     tools: Arc<ToolServices>,
+    metrics: DeliveryMetrics,
+    health: Arc<Health>,
 }
 
 /// (event, plugin) pairs being attempted.
@@ -55,10 +60,14 @@ impl Dispatcher {
         registry: Arc<Registry>,
         clock: Clock,
         tools: Arc<ToolServices>,
+        metrics: DeliveryMetrics,
+        health: Arc<Health>,
     ) -> Self {
         Dispatcher {
             clock,
             tools,
+            metrics,
+            health,
             wake: store.due_changed(),
             store,
             runtime,
@@ -76,6 +85,7 @@ impl Dispatcher {
     /// Run until `shutdown` resolves, then let in-flight attempts finish (up to a
     /// deadline).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let running = self.health.dispatcher_running();
         tokio::pin!(shutdown);
         let mut tasks = JoinSet::new();
         loop {
@@ -91,6 +101,7 @@ impl Dispatcher {
                 () = &mut shutdown => break,
             }
         }
+        drop(running);
         if tokio::time::timeout(DRAIN_TIMEOUT, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -167,8 +178,9 @@ impl Dispatcher {
                     .insert(key.clone());
                 let this = self.clone();
                 let plugin = plugin.clone();
+                let span = tracing::info_span!("delivery", event = id, plugin = %plugin.name);
                 tasks.spawn(async move {
-                    this.attempt(&plugin, id).await;
+                    this.attempt(&plugin, id).instrument(span).await;
                     this.inflight
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -240,6 +252,11 @@ impl Dispatcher {
             .runtime
             .call(&plugin.compiled, &plugin.manifest, tools, wit_event)
             .await;
+        let kind = match &report.outcome {
+            CallOutcome::Done => "ok",
+            CallOutcome::Permanent(_) => "handler",
+            CallOutcome::Retry { reason, .. } => failure_kind(reason),
+        };
         let retry = &plugin.manifest.retry;
         let (outcome, error, next) = match report.outcome {
             CallOutcome::Done => (AttemptOutcome::Done, None, Next::Done),
@@ -261,12 +278,28 @@ impl Dispatcher {
                 )
             }
         };
+        let label = match outcome {
+            AttemptOutcome::Done => "done",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Dead => "dead",
+        };
+        let finished_at_ms = self.clock.now_ms();
+        self.metrics.record(&AttemptRecord {
+            plugin: name,
+            outcome: label,
+            kind,
+            handler: report.duration,
+            latency: (outcome == AttemptOutcome::Done).then(|| {
+                Duration::from_millis(finished_at_ms.saturating_sub(event.meta.received_at_ms))
+            }),
+            memory_peak_bytes: report.memory_peak_bytes,
+        });
         tracing::info!(
-            plugin = name,
-            event = id,
             attempt = number,
-            outcome = ?outcome,
+            outcome = label,
+            kind,
             duration_ms = report.duration.as_millis() as u64,
+            version = &plugin.compiled.version[..12],
             error = error.as_deref().unwrap_or(""),
             "delivery attempt finished"
         );
@@ -284,6 +317,16 @@ impl Dispatcher {
             tracing::error!(plugin = name, event = id, error = %e, "cannot record an attempt");
         }
     }
+}
+
+/// What kind of failure a retryable outcome's reason names: the runtime's reasons
+/// start with their kind (`cpu_deadline: …`, `memory_limit: …`, `timeout: …`,
+/// `handler: …`); anything else is a trap.
+fn failure_kind(reason: &str) -> &'static str {
+    ["handler", "cpu_deadline", "memory_limit", "timeout"]
+        .into_iter()
+        .find(|k| reason.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
+        .unwrap_or("trap")
 }
 
 /// Stable per (event, plugin): the same on every attempt and replay.

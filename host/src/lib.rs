@@ -16,6 +16,7 @@ pub mod config;
 pub mod dispatch;
 pub mod http;
 pub mod ingress;
+pub mod metrics;
 pub mod runtime;
 pub mod store;
 pub mod tools;
@@ -173,23 +174,35 @@ impl Host {
             }
         };
 
-        let ingress = Arc::new(ingress::Ingress::new(
-            &self.config,
-            self.store.clone(),
-            self.registry.clone(),
-        )?);
-        let admin = Arc::new(admin::Admin::new(
-            self.admin_token.clone(),
-            self.store.clone(),
-            self.deployer.clone(),
-        ));
+        let mut ingress =
+            ingress::Ingress::new(&self.config, self.store.clone(), self.registry.clone())?;
+        let telemetry = metrics::Sources {
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            ingress: ingress.counters(),
+            ingress_metrics: ingress.metrics(),
+            deliveries: metrics::DeliveryMetrics::default(),
+            tools: self.tools.metrics(),
+            health: metrics::Health::new(),
+        };
+        ingress.set_readiness(telemetry.clone());
+        let ingress = Arc::new(ingress);
+        let health = telemetry.health.clone();
         let dispatcher = dispatch::Dispatcher::new(
             self.store.clone(),
             self.runtime.clone(),
             self.registry.clone(),
             self.clock.clone(),
             self.tools.clone(),
+            telemetry.deliveries.clone(),
+            health.clone(),
         );
+        let admin = Arc::new(admin::Admin::new(
+            self.admin_token.clone(),
+            self.store.clone(),
+            self.deployer.clone(),
+            telemetry,
+        ));
         let janitor = store::Janitor::new(self.store.clone(), self.config.store.clone());
 
         let ingress_task = tokio::spawn(http::serve(
@@ -209,6 +222,7 @@ impl Host {
 
         shutdown.await;
         tracing::info!("shutting down: draining requests and deliveries");
+        health.set_draining();
         let _ = stop_tx.send(true);
         let _ = ingress_task.await;
         let _ = dispatch_task.await;

@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 use crate::http::{self as web, Body, Request};
+use crate::metrics;
 use crate::runtime::deploy::Deployer;
 use crate::runtime::registry::Registry;
 use crate::store::{Delivery, DeliveryStatus, EventFilter, EventMeta, Store, now_ms};
@@ -32,15 +33,25 @@ pub struct Admin {
     registry: Arc<Registry>,
     /// Deploys and removes plugins (`plugins.rs`).
     deployer: Arc<Deployer>,
+    /// `/metrics` and `/admin/v1/status`.
+    telemetry: metrics::Sources,
+    metrics: metrics::Metrics,
 }
 
 impl Admin {
-    pub fn new(token: Secret, store: Store, deployer: Arc<Deployer>) -> Self {
+    pub fn new(
+        token: Secret,
+        store: Store,
+        deployer: Arc<Deployer>,
+        telemetry: metrics::Sources,
+    ) -> Self {
         Admin {
             token,
             store,
             registry: deployer.registry().clone(),
             deployer,
+            metrics: metrics::Metrics::new(&telemetry),
+            telemetry,
         }
     }
 
@@ -98,6 +109,31 @@ impl Admin {
             };
         }
         let result = match (&method, segments.as_slice()) {
+            (&Method::GET, ["metrics"]) => {
+                return match tokio::task::spawn_blocking(move || this.metrics.render()).await {
+                    Ok(text) => {
+                        let mut resp = Response::new(Body::from(text));
+                        resp.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(metrics::CONTENT_TYPE),
+                        );
+                        resp
+                    }
+                    Err(_) => web::error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error",
+                    ),
+                };
+            }
+            (&Method::GET, ["admin", "v1", "status"]) => {
+                tokio::task::spawn_blocking(move || {
+                    serde_json::to_value(this.telemetry.status()).map_err(|e| {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                    })
+                })
+                .await
+            }
             (&Method::GET, ["admin", "v1", "events"]) => {
                 tokio::task::spawn_blocking(move || this.list_events(&query)).await
             }

@@ -29,9 +29,11 @@ use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::config::{Config, ConfigError, Scheme, Secret, SourceConfig};
 use crate::http::{self as web, Body, Request};
+use crate::metrics::IngressMetrics;
 use crate::runtime::registry::Registry;
 use crate::store::{EventMeta, Ingested, NewEvent, Refusal, Store, now_ms};
 
@@ -487,6 +489,9 @@ pub struct Ingress {
     registry: Arc<Registry>,
     max_body_bytes: usize,
     counters: Arc<IngressCounters>,
+    metrics: IngressMetrics,
+    /// What `/readyz` checks; `None` answers ready whenever the process is up.
+    readiness: Option<crate::metrics::Sources>,
 }
 
 impl Ingress {
@@ -506,6 +511,8 @@ impl Ingress {
             registry,
             max_body_bytes: config.server.max_body_bytes,
             counters: Arc::new(IngressCounters::new(config.sources.keys())),
+            metrics: IngressMetrics::default(),
+            readiness: None,
         })
     }
 
@@ -514,51 +521,93 @@ impl Ingress {
         self.counters.clone()
     }
 
+    /// Requests counted per source and HTTP status, for `/metrics`.
+    pub fn metrics(&self) -> IngressMetrics {
+        self.metrics.clone()
+    }
+
+    /// Answer `/readyz` from these checks.
+    pub fn set_readiness(&mut self, sources: crate::metrics::Sources) {
+        self.readiness = Some(sources);
+    }
+
+    /// `/readyz`: 200 when every check passes, else 503 naming the failing ones.
+    fn readyz(&self) -> Response<Body> {
+        let Some(sources) = &self.readiness else {
+            return web::json(StatusCode::OK, &serde_json::json!({"status": "ready"}));
+        };
+        let checks = sources.readiness();
+        let ready = checks.iter().all(|c| c.ok);
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        web::json(
+            status,
+            &serde_json::json!({
+                "status": if ready { "ready" } else { "not_ready" },
+                "checks": checks,
+            }),
+        )
+    }
+
     pub async fn handle(self: Arc<Self>, req: Request) -> Response<Body> {
         let path = req.uri().path().to_string();
         match (req.method(), path.as_str()) {
             (&Method::GET, "/healthz") => {
                 web::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
-            (&Method::GET, "/readyz") => {
-                web::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-            }
-            (method, p) if p.starts_with("/hooks/") => {
+            (&Method::GET, "/readyz") => self.readyz(),
+            (_, p) if p.starts_with("/hooks/") => {
                 let source = &p["/hooks/".len()..];
-                if method != Method::POST {
-                    let mut resp = web::error(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "method_not_allowed",
-                        "webhooks are delivered with POST",
-                    );
-                    resp.headers_mut()
-                        .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
-                    return resp;
-                }
-                match self.receive(source, req).await {
-                    Ok(resp) => resp,
-                    Err(r) => {
-                        self.counters.count(source, r.reason);
-                        tracing::info!(
-                            source,
-                            reason = r.reason,
-                            status = r.status.as_u16(),
-                            "webhook refused"
-                        );
-                        let mut resp = web::error(r.status, r.reason, &r.message);
-                        if r.status == StatusCode::SERVICE_UNAVAILABLE {
-                            resp.headers_mut()
-                                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-                        }
-                        resp
-                    }
-                }
+                let label = if self.sources.contains_key(source) {
+                    source
+                } else {
+                    "_unknown"
+                };
+                let span =
+                    tracing::info_span!("webhook", source = label, event = tracing::field::Empty);
+                let resp = self.clone().hook(source, req).instrument(span).await;
+                self.metrics.request(label, resp.status().as_u16());
+                resp
             }
             _ => web::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such route; webhooks go to POST /hooks/{source}",
             ),
+        }
+    }
+
+    /// A request to `/hooks/{source}`.
+    async fn hook(self: Arc<Self>, source: &str, req: Request) -> Response<Body> {
+        if req.method() != Method::POST {
+            let mut resp = web::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "webhooks are delivered with POST",
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+            return resp;
+        }
+        match self.receive(source, req).await {
+            Ok(resp) => resp,
+            Err(r) => {
+                self.counters.count(source, r.reason);
+                tracing::info!(
+                    reason = r.reason,
+                    status = r.status.as_u16(),
+                    "webhook refused"
+                );
+                let mut resp = web::error(r.status, r.reason, &r.message);
+                if r.status == StatusCode::SERVICE_UNAVAILABLE {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                }
+                resp
+            }
         }
     }
 
@@ -654,7 +703,8 @@ impl Ingress {
         match self.store.ingest(event).await {
             Ok(Ingested::Stored(id)) => {
                 self.counters.count(source, counters::STORED);
-                tracing::info!(source, event_id = %verified.event_id, id, event_type = %verified.event_type, "webhook stored");
+                tracing::Span::current().record("event", id);
+                tracing::info!(event = id, event_id = %verified.event_id, event_type = %verified.event_type, "webhook stored");
                 Ok(web::json(
                     StatusCode::OK,
                     &serde_json::json!({"status": "stored", "id": id.to_string()}),
@@ -662,7 +712,8 @@ impl Ingress {
             }
             Ok(Ingested::Duplicate(id)) => {
                 self.counters.count(source, counters::DUPLICATE);
-                tracing::info!(source, event_id = %verified.event_id, id, "duplicate webhook acknowledged");
+                tracing::Span::current().record("event", id);
+                tracing::info!(event = id, event_id = %verified.event_id, "duplicate webhook acknowledged");
                 Ok(web::json(
                     StatusCode::OK,
                     &serde_json::json!({"status": "duplicate", "id": id.to_string()}),

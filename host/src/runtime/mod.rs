@@ -189,6 +189,8 @@ impl WasiView for Invocation {
 struct Limiter {
     memory_bytes: usize,
     exceeded: bool,
+    /// The largest linear memory size the instance asked for (granted or not).
+    peak_bytes: usize,
 }
 
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -200,6 +202,7 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.peak_bytes = self.peak_bytes.max(desired);
         if desired > self.memory_bytes {
             self.exceeded = true;
             wasmtime::bail!(
@@ -246,6 +249,9 @@ pub struct CallReport {
     pub outcome: CallOutcome,
     pub duration: Duration,
     pub logs: Vec<String>,
+    /// The largest linear memory the instance asked for, in bytes (its high-water mark,
+    /// or the refused size when it hit `limits.memory_mb`).
+    pub memory_peak_bytes: u64,
 }
 
 impl Runtime {
@@ -257,6 +263,10 @@ impl Runtime {
     pub fn with_options(options: &RuntimeOptions) -> wasmtime::Result<Runtime> {
         let mut config = EngineConfig::new();
         config.epoch_interruption(true).memory_init_cow(true);
+        // Plugins are wasip2 components called once per store; the component-model-async
+        // machinery (task state, a worker fiber per store that must be resumed with an
+        // error just to be disposed of when the store drops) is pure per-call overhead.
+        config.concurrency_support(false);
         if options.allocator == Allocator::Pooling {
             let mut pool = PoolingAllocationConfig::new();
             pool.total_component_instances(1000)
@@ -377,6 +387,7 @@ impl Runtime {
                 limiter: Limiter {
                     memory_bytes: (manifest.limits.memory_mb as usize) << 20,
                     exceeded: false,
+                    peak_bytes: 0,
                 },
                 tools,
                 cpu_ticks: 0,
@@ -485,6 +496,7 @@ impl Runtime {
                 }
             }
         };
+        let memory_peak_bytes = store.data().limiter.peak_bytes as u64;
         drop(store);
         stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         stats
@@ -505,6 +517,7 @@ impl Runtime {
             outcome,
             duration: started.elapsed(),
             logs: lines,
+            memory_peak_bytes,
         }
     }
 }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -42,6 +43,10 @@ const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("due");
 const LEASES: TableDefinition<(&str, u64), u64> = TableDefinition::new("leases");
 /// (plugin, key) → value: each plugin's private key-value space.
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+/// (plugin, state) → how many deliveries of that plugin are in that state (every state
+/// but `done`); kept in the same commits as the deliveries, so it is exact after a crash
+/// and the host need not scan every delivery at start.
+const COUNTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counts");
 
 /// Writes queued beyond this make callers wait (backpressure instead of unbounded memory).
 const QUEUE_DEPTH: usize = 8192;
@@ -266,7 +271,64 @@ pub type KvEntry = (String, Option<Vec<u8>>);
 
 /// Deliveries waiting (queued) per plugin, kept in memory and updated by the writer
 /// after each commit, so ingress can push back without reading the store.
-type QueueDepths = Arc<Mutex<HashMap<String, u64>>>;
+/// Deliveries per plugin by state, mirrored from the `counts` table after each commit.
+type StateCounts = Arc<Mutex<HashMap<String, Counts>>>;
+
+/// How many deliveries of one plugin are in each state but `done`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub pending: u64,
+    pub leased: u64,
+    pub retrying: u64,
+    pub dead: u64,
+}
+
+impl Counts {
+    /// Waiting in the dispatcher's queue: pending, leased or retrying.
+    pub fn queued(&self) -> u64 {
+        self.pending + self.leased + self.retrying
+    }
+
+    fn slot(&mut self, state: DeliveryStatus) -> Option<&mut u64> {
+        match state {
+            DeliveryStatus::Pending => Some(&mut self.pending),
+            DeliveryStatus::Leased => Some(&mut self.leased),
+            DeliveryStatus::Retrying => Some(&mut self.retrying),
+            DeliveryStatus::Dead => Some(&mut self.dead),
+            DeliveryStatus::Done => None,
+        }
+    }
+
+    fn add(&mut self, state: DeliveryStatus, delta: i64) {
+        if let Some(v) = self.slot(state) {
+            *v = v.saturating_add_signed(delta);
+        }
+    }
+}
+
+/// Histograms of the writer's group commits: how many writes each carried and how long
+/// the commit took (including the fsyncs). Shared with `/metrics`.
+#[derive(Debug, Clone)]
+pub struct CommitStats {
+    pub batch_size: Histogram,
+    pub seconds: Histogram,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        CommitStats {
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+        }
+    }
+}
+
+impl CommitStats {
+    fn observe(&self, writes: usize, took: std::time::Duration) {
+        self.batch_size.observe(writes as f64);
+        self.seconds.observe(took.as_secs_f64());
+    }
+}
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -275,7 +337,8 @@ pub struct Store {
     writer: mpsc::Sender<Op>,
     /// Notified after every commit that made deliveries due, so the dispatcher wakes.
     due_changed: Arc<Notify>,
-    depths: QueueDepths,
+    counts: StateCounts,
+    commit_stats: CommitStats,
     writer_thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     path: PathBuf,
     /// Ingress limits: queue depth per plugin, free disk space.
@@ -325,31 +388,40 @@ impl Store {
                 .map(|(k, _)| k.value() + 1)
                 .unwrap_or(1)
         };
-        let mut depths = HashMap::new();
-        for entry in read.open_table(DUE).map_err(db)?.iter().map_err(db)? {
-            let (k, _) = entry.map_err(db)?;
-            *depths.entry(k.value().0.to_string()).or_insert(0u64) += 1;
+        let mut counts: HashMap<String, Counts> = HashMap::new();
+        for entry in read.open_table(COUNTS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = entry.map_err(db)?;
+            let (plugin, state) = k.value();
+            if let Some(state) = DeliveryStatus::parse(state) {
+                counts
+                    .entry(plugin.to_string())
+                    .or_default()
+                    .add(state, v.value() as i64);
+            }
         }
         drop(read);
 
         let database = Arc::new(database);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let due_changed = Arc::new(Notify::new());
-        let depths = Arc::new(Mutex::new(depths));
+        let counts = Arc::new(Mutex::new(counts));
+        let commit_stats = CommitStats::default();
         let handle = writer::spawn(
             database.clone(),
             rx,
             next_id,
             config.max_batch,
             due_changed.clone(),
-            depths.clone(),
+            counts.clone(),
+            commit_stats.clone(),
         )
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             db: database,
             writer: tx,
             due_changed,
-            depths,
+            counts,
+            commit_stats,
             writer_thread: Arc::new(Mutex::new(Some(handle))),
             path,
             max_queue_per_plugin: config.max_queue_per_plugin,
@@ -362,21 +434,57 @@ impl Store {
     /// room. Checked before every ingest; cheap (a map lookup and one statvfs).
     pub fn admit(&self, plugins: &[String]) -> Result<(), Refusal> {
         {
-            let depths = self.depths.lock().unwrap_or_else(|p| p.into_inner());
+            let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(full) = plugins
                 .iter()
-                .find(|p| depths.get(*p).copied().unwrap_or(0) >= self.max_queue_per_plugin)
+                .find(|p| counts.get(*p).map_or(0, Counts::queued) >= self.max_queue_per_plugin)
             {
                 return Err(Refusal::QueueFull(full.clone()));
             }
         }
-        if let Ok(stat) = rustix::fs::statvfs(&self.path) {
-            let free_bytes = stat.f_bavail.saturating_mul(stat.f_frsize);
-            if free_bytes < self.min_free_disk_bytes {
-                return Err(Refusal::DiskFull { free_bytes });
-            }
+        if let Some(free_bytes) = self.free_disk_bytes()
+            && free_bytes < self.min_free_disk_bytes
+        {
+            return Err(Refusal::DiskFull { free_bytes });
         }
         Ok(())
+    }
+
+    /// Free space for unprivileged users on the data dir's file system, if it can be
+    /// read.
+    pub fn free_disk_bytes(&self) -> Option<u64> {
+        rustix::fs::statvfs(&self.path)
+            .ok()
+            .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// The free space below which ingress refuses events (`store.min_free_disk_mb`).
+    pub fn min_free_disk_bytes(&self) -> u64 {
+        self.min_free_disk_bytes
+    }
+
+    /// Whether the writer thread is running (it stops only when the store closes or a
+    /// panic killed it; then every write fails).
+    pub fn is_writable(&self) -> bool {
+        !self.writer.is_closed()
+    }
+
+    /// The database file's size on disk, in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Deliveries per plugin and state (every state but `done`), sorted by plugin.
+    pub fn state_counts(&self) -> Vec<(String, Counts)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = counts.iter().map(|(p, c)| (p.clone(), *c)).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The writer's commit histograms.
+    pub fn commit_stats(&self) -> &CommitStats {
+        &self.commit_stats
     }
 
     /// The database file.
@@ -415,12 +523,11 @@ impl Store {
 
     /// Deliveries waiting for `plugin` (pending, leased or retrying).
     pub fn queue_depth(&self, plugin: &str) -> u64 {
-        self.depths
+        self.counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(plugin)
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, Counts::queued)
     }
 
     /// Run `op` inside the next group commit; returns once that commit is durable.
@@ -672,6 +779,21 @@ impl Store {
         events.len().map_err(db)
     }
 
+    /// When the earliest entry in `plugin`'s due queue became (or becomes) due: the
+    /// age of its longest-waiting delivery. Leased deliveries are still in the queue.
+    pub fn oldest_due_ms(&self, plugin: &str) -> Result<Option<u64>, StoreError> {
+        let read = self.db.begin_read().map_err(db)?;
+        let due = read.open_table(DUE).map_err(db)?;
+        let first = due
+            .range((plugin, 0u64, 0u64)..=(plugin, u64::MAX, u64::MAX))
+            .map_err(db)?
+            .next();
+        match first {
+            Some(entry) => Ok(Some(entry.map_err(db)?.0.value().1)),
+            None => Ok(None),
+        }
+    }
+
     /// Number of dedup keys kept.
     pub fn dedup_count(&self) -> Result<u64, StoreError> {
         let read = self.db.begin_read().map_err(db)?;
@@ -836,6 +958,111 @@ mod tests {
         let d = store.delivery(id, "p").unwrap().unwrap();
         assert_eq!(d.status, DeliveryStatus::Dead);
         assert_eq!(d.attempts.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn state_counts_follow_every_transition_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let Ingested::Stored(id) = store
+                .ingest(NewEvent {
+                    meta: meta("demo", &format!("c{n}")),
+                    body: bytes::Bytes::new(),
+                    plugins: vec!["p".into(), "q".into()],
+                })
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            ids.push(id);
+        }
+        let counts = |store: &Store| -> Vec<(String, [u64; 4])> {
+            store
+                .state_counts()
+                .into_iter()
+                .map(|(p, c)| (p, [c.pending, c.leased, c.retrying, c.dead]))
+                .collect()
+        };
+        assert_eq!(
+            counts(&store),
+            [("p".into(), [3, 0, 0, 0]), ("q".into(), [3, 0, 0, 0])]
+        );
+        let now = now_ms();
+        let attempt = |outcome| Attempt {
+            number: 1,
+            started_at_ms: now,
+            duration_ms: 1,
+            outcome,
+            error: None,
+            plugin_version: "v".into(),
+            logs: vec![],
+        };
+        // p: one done, one dead, one retrying; q: one leased.
+        for (i, (outcome, next)) in [
+            (AttemptOutcome::Done, Next::Done),
+            (AttemptOutcome::Dead, Next::Dead),
+            (AttemptOutcome::Retry, Next::RetryAt(now + 60_000)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store.lease(ids[i], "p", now + 1000).await.unwrap().unwrap();
+            store
+                .record_attempt(ids[i], "p", attempt(outcome), next)
+                .await
+                .unwrap();
+        }
+        store.lease(ids[0], "q", now + 1000).await.unwrap().unwrap();
+        assert_eq!(
+            counts(&store),
+            [("p".into(), [0, 0, 1, 1]), ("q".into(), [2, 1, 0, 0])]
+        );
+        assert_eq!(store.queue_depth("p"), 1);
+        assert_eq!(store.queue_depth("q"), 3);
+
+        // A replay of the dead letter makes it pending; a purge finds no dead one then.
+        store.replay(ids[1], None, vec![], true, now).await.unwrap();
+        assert_eq!(counts(&store)[0], ("p".into(), [1, 0, 1, 0]));
+        assert_eq!(
+            store.purge_dead(vec![(ids[1], "p".into())]).await.unwrap(),
+            0
+        );
+        store.lease(ids[1], "p", now + 1000).await.unwrap().unwrap();
+        store
+            .record_attempt(ids[1], "p", attempt(AttemptOutcome::Dead), Next::Dead)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.purge_dead(vec![(ids[1], "p".into())]).await.unwrap(),
+            1
+        );
+        let before = counts(&store);
+        assert_eq!(before[0], ("p".into(), [0, 0, 1, 0]));
+
+        // Reopening reads the persisted counts; the lease q held is reclaimed.
+        store.close().await;
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        assert_eq!(
+            counts(&store),
+            [("p".into(), [0, 0, 1, 0]), ("q".into(), [3, 0, 0, 0])]
+        );
+        store.close().await;
+
+        // A store without the counts table (written by an older host) is counted once.
+        {
+            let db = Database::create(dir.path().join("agenthook.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(COUNTS).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        assert_eq!(
+            counts(&store),
+            [("p".into(), [0, 0, 1, 0]), ("q".into(), [3, 0, 0, 0])]
+        );
     }
 
     #[tokio::test]

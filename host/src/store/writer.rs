@@ -27,10 +27,13 @@ pub(super) struct Tables<'t> {
     due: Table<'t, (&'static str, u64, u64), ()>,
     leases: Table<'t, (&'static str, u64), u64>,
     kv: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    counts: Table<'t, (&'static str, &'static str), u64>,
     next_id: u64,
     made_due: bool,
-    /// Change of each plugin's queue depth, applied to the counters after the commit.
-    depth: HashMap<String, i64>,
+    /// How many deliveries of each (plugin, state) this batch added or took away;
+    /// written to the `counts` table before the commit and applied to the in-memory
+    /// counters after it.
+    shifts: HashMap<(String, DeliveryStatus), i64>,
 }
 
 fn open_tables(txn: &WriteTransaction, next_id: u64) -> Result<Tables<'_>, StoreError> {
@@ -42,9 +45,10 @@ fn open_tables(txn: &WriteTransaction, next_id: u64) -> Result<Tables<'_>, Store
         due: txn.open_table(DUE).map_err(db)?,
         leases: txn.open_table(LEASES).map_err(db)?,
         kv: txn.open_table(KV).map_err(db)?,
+        counts: txn.open_table(COUNTS).map_err(db)?,
         next_id,
         made_due: false,
-        depth: HashMap::new(),
+        shifts: HashMap::new(),
     })
 }
 
@@ -55,6 +59,7 @@ pub(super) fn prepare(database: &Database) -> Result<usize, StoreError> {
     let reclaimed;
     {
         let mut t = open_tables(&txn, 0)?;
+        t.rebuild_counts_if_missing()?;
         let mut held = Vec::new();
         for entry in t.leases.iter().map_err(db)? {
             let (k, _) = entry.map_err(db)?;
@@ -63,6 +68,7 @@ pub(super) fn prepare(database: &Database) -> Result<usize, StoreError> {
         }
         reclaimed = held.len();
         t.release(&held)??;
+        t.persist_counts()?;
     }
     txn.commit().map_err(db)?;
     Ok(reclaimed)
@@ -82,11 +88,12 @@ pub(super) fn spawn(
     next_id: u64,
     max_batch: usize,
     due_changed: Arc<Notify>,
-    depths: QueueDepths,
+    counts: StateCounts,
+    stats: CommitStats,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("agenthook-store-writer".into())
-        .spawn(move || run(database, rx, next_id, max_batch, due_changed, depths))
+        .spawn(move || run(database, rx, next_id, max_batch, due_changed, counts, stats))
 }
 
 fn run(
@@ -95,7 +102,8 @@ fn run(
     mut next_id: u64,
     max_batch: usize,
     due_changed: Arc<Notify>,
-    depths: QueueDepths,
+    counts: StateCounts,
+    stats: CommitStats,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -107,14 +115,16 @@ fn run(
                 Err(_) => break,
             }
         }
-        match commit(&database, &mut batch, next_id) {
+        let (size, started) = (batch.len(), std::time::Instant::now());
+        let result = commit(&database, &mut batch, next_id);
+        stats.observe(size, started.elapsed());
+        match result {
             Ok((replies, after)) => {
                 next_id = after.next_id;
-                if !after.depth.is_empty() {
-                    let mut d = depths.lock().unwrap_or_else(|p| p.into_inner());
-                    for (plugin, delta) in after.depth {
-                        let v = d.entry(plugin).or_insert(0);
-                        *v = v.saturating_add_signed(delta);
+                if !after.shifts.is_empty() {
+                    let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                    for ((plugin, state), delta) in after.shifts {
+                        c.entry(plugin).or_default().add(state, delta);
                     }
                 }
                 for reply in replies {
@@ -136,7 +146,7 @@ fn run(
 struct After {
     next_id: u64,
     made_due: bool,
-    depth: HashMap<String, i64>,
+    shifts: HashMap<(String, DeliveryStatus), i64>,
 }
 
 fn commit(
@@ -151,10 +161,11 @@ fn commit(
         for op in batch.drain(..) {
             replies.push(op(&mut tables)?);
         }
+        tables.persist_counts()?;
         After {
             next_id: tables.next_id,
             made_due: tables.made_due,
-            depth: std::mem::take(&mut tables.depth),
+            shifts: std::mem::take(&mut tables.shifts),
         }
     };
     txn.commit().map_err(db)?;
@@ -188,8 +199,54 @@ impl Tables<'_> {
         Ok(())
     }
 
-    fn count(&mut self, plugin: &str, delta: i64) {
-        *self.depth.entry(plugin.to_string()).or_insert(0) += delta;
+    /// A delivery of `plugin` moved from one state to another (`None`: it did not
+    /// exist before / no longer exists). `done` is not counted: it only grows.
+    fn shift(&mut self, plugin: &str, from: Option<DeliveryStatus>, to: Option<DeliveryStatus>) {
+        if from == to {
+            return;
+        }
+        for (state, delta) in [(from, -1), (to, 1)] {
+            if let Some(state) = state.filter(|s| *s != DeliveryStatus::Done) {
+                *self.shifts.entry((plugin.to_string(), state)).or_insert(0) += delta;
+            }
+        }
+    }
+
+    /// Write this batch's shifts into the `counts` table (part of the same commit).
+    fn persist_counts(&mut self) -> Result<(), StoreError> {
+        for ((plugin, state), delta) in &self.shifts {
+            let key = (plugin.as_str(), state.as_str());
+            let old = self.counts.get(key).map_err(db)?.map_or(0, |v| v.value());
+            self.counts
+                .insert(key, old.saturating_add_signed(*delta))
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// A store written before the `counts` table existed: count every delivery once.
+    fn rebuild_counts_if_missing(&mut self) -> Result<(), StoreError> {
+        if !self.counts.is_empty().map_err(db)? || self.deliveries.is_empty().map_err(db)? {
+            return Ok(());
+        }
+        let mut found: HashMap<(String, DeliveryStatus), u64> = HashMap::new();
+        for entry in self.deliveries.iter().map_err(db)? {
+            let (k, v) = entry.map_err(db)?;
+            let Ok(d) = serde_json::from_slice::<Delivery>(v.value()) else {
+                continue;
+            };
+            if d.status != DeliveryStatus::Done {
+                *found
+                    .entry((k.value().1.to_string(), d.status))
+                    .or_insert(0) += 1;
+            }
+        }
+        for ((plugin, state), n) in found {
+            self.counts
+                .insert((plugin.as_str(), state.as_str()), n)
+                .map_err(db)?;
+        }
+        Ok(())
     }
 
     pub(super) fn ingest(&mut self, ev: NewEvent) -> Result<Ingested, StoreError> {
@@ -217,7 +274,7 @@ impl Tables<'_> {
             };
             self.put_delivery(id, &d)?;
             self.enqueue(plugin, at, id)?;
-            self.count(plugin, 1);
+            self.shift(plugin, None, Some(DeliveryStatus::Pending));
         }
         Ok(Ingested::Stored(id))
     }
@@ -236,6 +293,7 @@ impl Tables<'_> {
         if !matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
             return Ok(Ok(None));
         }
+        self.shift(plugin, Some(d.status), Some(DeliveryStatus::Leased));
         d.status = DeliveryStatus::Leased;
         d.lease_expires_at_ms = Some(expires_at_ms);
         self.leases
@@ -262,6 +320,7 @@ impl Tables<'_> {
                     DeliveryStatus::Retrying
                 };
                 d.lease_expires_at_ms = None;
+                self.shift(plugin, Some(DeliveryStatus::Leased), Some(d.status));
                 self.put_delivery(*id, &d)?;
                 self.made_due = true;
             }
@@ -289,6 +348,7 @@ impl Tables<'_> {
         d.updated_at_ms = attempt.started_at_ms + attempt.duration_ms;
         d.lease_expires_at_ms = None;
         d.attempts.push(attempt);
+        let before = d.status;
         match next {
             Next::Done | Next::Dead => {
                 d.status = if next == Next::Done {
@@ -297,7 +357,6 @@ impl Tables<'_> {
                     DeliveryStatus::Dead
                 };
                 d.next_attempt_at_ms = None;
-                self.count(plugin, -1);
             }
             Next::RetryAt(at) => {
                 d.status = DeliveryStatus::Retrying;
@@ -305,6 +364,7 @@ impl Tables<'_> {
                 self.enqueue(plugin, at, id)?;
             }
         }
+        self.shift(plugin, Some(before), Some(d.status));
         self.put_delivery(id, &d)?;
         Ok(Ok(()))
     }
@@ -336,12 +396,10 @@ impl Tables<'_> {
             {
                 continue;
             }
-            match d.next_attempt_at_ms {
-                Some(at) => {
-                    self.due.remove((d.plugin.as_str(), at, id)).map_err(db)?;
-                }
-                None => self.count(&d.plugin, 1),
+            if let Some(at) = d.next_attempt_at_ms {
+                self.due.remove((d.plugin.as_str(), at, id)).map_err(db)?;
             }
+            self.shift(&d.plugin, Some(d.status), Some(DeliveryStatus::Pending));
             d.status = DeliveryStatus::Pending;
             d.next_attempt_at_ms = Some(now_ms);
             d.budget_start = d.attempts.len() as u32;
@@ -372,7 +430,7 @@ impl Tables<'_> {
                 };
                 self.put_delivery(id, &d)?;
                 self.enqueue(plugin, now_ms, id)?;
-                self.count(plugin, 1);
+                self.shift(plugin, None, Some(DeliveryStatus::Pending));
                 replayed.push(plugin.clone());
             }
         }
@@ -389,6 +447,7 @@ impl Tables<'_> {
                 && d.status == DeliveryStatus::Dead
             {
                 self.deliveries.remove((*id, plugin.as_str())).map_err(db)?;
+                self.shift(plugin, Some(DeliveryStatus::Dead), None);
                 purged += 1;
             }
         }
@@ -436,18 +495,25 @@ impl Tables<'_> {
                 let (k, v) = entry.map_err(db)?;
                 let ok = match serde_json::from_slice::<Delivery>(v.value()) {
                     Ok(d) => {
-                        retention::expired(&d, meta.received_at_ms, done_before_ms, dead_before_ms)
+                        let ok = retention::expired(
+                            &d,
+                            meta.received_at_ms,
+                            done_before_ms,
+                            dead_before_ms,
+                        );
+                        plugins.push((k.value().1.to_string(), d.status));
+                        ok
                     }
                     Err(_) => false,
                 };
                 removable &= ok;
-                plugins.push(k.value().1.to_string());
             }
             if !removable || (plugins.is_empty() && meta.received_at_ms >= done_before_ms) {
                 continue;
             }
-            for p in &plugins {
+            for (p, status) in &plugins {
                 self.deliveries.remove((id, p.as_str())).map_err(db)?;
+                self.shift(p, Some(*status), None);
             }
             self.events.remove(id).map_err(db)?;
             removed += 1;

@@ -8,6 +8,7 @@ impl Host for Tools {
     // Not counted against the tool-call limits: it is an in-memory lookup, and its
     // signature cannot say `limited` — a refusal would read as a missing key.
     async fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).map(|v| v.expose().to_string())
+        let value = self.config.get(&key).map(|v| v.expose().to_string());
+        self.tally("config.get", Ok(value)).ok().flatten()
     }
 }

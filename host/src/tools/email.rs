@@ -94,92 +94,96 @@ impl Mailer {
 
 impl Host for Tools {
     async fn send(&mut self, message: Message) -> Result<String, ToolError> {
-        self.count_call()?;
-        if self.grants.email.is_empty() {
-            return Err(ToolError::Denied(
-                "email is not granted to this plugin (grants.email)".into(),
-            ));
-        }
-        let Some(mailer) = self.services.mailer.clone() else {
-            return Err(ToolError::Failed(
-                "this host has no [email] section (smtp_url, from) configured".into(),
-            ));
-        };
-        if message.to.is_empty() {
-            return Err(ToolError::Invalid("`to` is empty".into()));
-        }
-        if message.to.len() + message.cc.len() > MAX_RECIPIENTS {
-            return Err(ToolError::Invalid(format!(
-                "{} recipients; the limit is {MAX_RECIPIENTS}",
-                message.to.len() + message.cc.len()
-            )));
-        }
-        let to = self.recipients(&message.to)?;
-        let cc = self.recipients(&message.cc)?;
-        if message.subject.len() > MAX_SUBJECT_BYTES || message.subject.contains(['\r', '\n']) {
-            return Err(ToolError::Invalid(format!(
-                "the subject must be one line of at most {MAX_SUBJECT_BYTES} bytes"
-            )));
-        }
-        let body_bytes = message.text.len() + message.html.as_ref().map_or(0, String::len);
-        if body_bytes > MAX_BODY_BYTES {
-            return Err(ToolError::Invalid(format!(
-                "the body is {body_bytes} bytes; the limit is {MAX_BODY_BYTES}"
-            )));
-        }
-        let reply_to = message
-            .reply_to
-            .as_deref()
-            .map(|r| {
-                r.parse::<Mailbox>()
-                    .map_err(|e| ToolError::Invalid(format!("reply-to `{r}`: {e}")))
-            })
-            .transpose()?;
-
-        self.emails_sent += 1;
-        let message_id = message_id(
-            &self.origin.idempotency_key,
-            self.emails_sent,
-            mailer.from.email.domain(),
-        );
-        let mut builder = lettre::Message::builder()
-            .from(mailer.from.clone())
-            .subject(message.subject)
-            .message_id(Some(message_id.clone()));
-        for m in to {
-            builder = builder.to(m);
-        }
-        for m in cc {
-            builder = builder.cc(m);
-        }
-        if let Some(r) = reply_to {
-            builder = builder.reply_to(r);
-        }
-        let built = match message.html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(message.text, html)),
-            None => builder.singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(message.text),
-            ),
-        }
-        .map_err(|e| ToolError::Invalid(format!("cannot build the message: {e}")))?;
-
-        mailer.take_quota(&self.plugin)?;
-        let sent = tokio::time::timeout(self.remaining(), mailer.transport.send(built)).await;
-        match sent {
-            Ok(Ok(_)) => {
-                tracing::info!(plugin = &*self.plugin, event = self.event, %message_id, "email sent");
-                Ok(message_id)
+        let result: Result<_, ToolError> = async {
+            self.count_call()?;
+            if self.grants.email.is_empty() {
+                return Err(ToolError::Denied(
+                    "email is not granted to this plugin (grants.email)".into(),
+                ));
             }
-            Ok(Err(e)) if e.is_permanent() => Err(ToolError::Invalid(format!(
-                "the SMTP server refused the message: {e}"
-            ))),
-            Ok(Err(e)) => Err(ToolError::Failed(format!("SMTP: {e}"))),
-            Err(_) => Err(ToolError::Failed(
-                "the SMTP server did not accept the message before the plugin's deadline".into(),
-            )),
+            let Some(mailer) = self.services.mailer.clone() else {
+                return Err(ToolError::Failed(
+                    "this host has no [email] section (smtp_url, from) configured".into(),
+                ));
+            };
+            if message.to.is_empty() {
+                return Err(ToolError::Invalid("`to` is empty".into()));
+            }
+            if message.to.len() + message.cc.len() > MAX_RECIPIENTS {
+                return Err(ToolError::Invalid(format!(
+                    "{} recipients; the limit is {MAX_RECIPIENTS}",
+                    message.to.len() + message.cc.len()
+                )));
+            }
+            let to = self.recipients(&message.to)?;
+            let cc = self.recipients(&message.cc)?;
+            if message.subject.len() > MAX_SUBJECT_BYTES || message.subject.contains(['\r', '\n']) {
+                return Err(ToolError::Invalid(format!(
+                    "the subject must be one line of at most {MAX_SUBJECT_BYTES} bytes"
+                )));
+            }
+            let body_bytes = message.text.len() + message.html.as_ref().map_or(0, String::len);
+            if body_bytes > MAX_BODY_BYTES {
+                return Err(ToolError::Invalid(format!(
+                    "the body is {body_bytes} bytes; the limit is {MAX_BODY_BYTES}"
+                )));
+            }
+            let reply_to = message
+                .reply_to
+                .as_deref()
+                .map(|r| {
+                    r.parse::<Mailbox>()
+                        .map_err(|e| ToolError::Invalid(format!("reply-to `{r}`: {e}")))
+                })
+                .transpose()?;
+
+            self.emails_sent += 1;
+            let message_id = message_id(
+                &self.origin.idempotency_key,
+                self.emails_sent,
+                mailer.from.email.domain(),
+            );
+            let mut builder = lettre::Message::builder()
+                .from(mailer.from.clone())
+                .subject(message.subject)
+                .message_id(Some(message_id.clone()));
+            for m in to {
+                builder = builder.to(m);
+            }
+            for m in cc {
+                builder = builder.cc(m);
+            }
+            if let Some(r) = reply_to {
+                builder = builder.reply_to(r);
+            }
+            let built = match message.html {
+                Some(html) => builder.multipart(MultiPart::alternative_plain_html(message.text, html)),
+                None => builder.singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(message.text),
+                ),
+            }
+            .map_err(|e| ToolError::Invalid(format!("cannot build the message: {e}")))?;
+
+            mailer.take_quota(&self.plugin)?;
+            let sent = tokio::time::timeout(self.remaining(), mailer.transport.send(built)).await;
+            match sent {
+                Ok(Ok(_)) => {
+                    tracing::info!(plugin = &*self.plugin, event = self.event, %message_id, "email sent");
+                    Ok(message_id)
+                }
+                Ok(Err(e)) if e.is_permanent() => Err(ToolError::Invalid(format!(
+                    "the SMTP server refused the message: {e}"
+                ))),
+                Ok(Err(e)) => Err(ToolError::Failed(format!("SMTP: {e}"))),
+                Err(_) => Err(ToolError::Failed(
+                    "the SMTP server did not accept the message before the plugin's deadline".into(),
+                )),
+            }
         }
+        .await;
+        self.tally("email.send", result)
     }
 }
 

@@ -46,107 +46,111 @@ impl Host for Tools {
         json: String,
         key: Option<String>,
     ) -> Result<String, ToolError> {
-        self.count_call()?;
-        if self.grants.emit.is_empty() {
-            return Err(ToolError::Denied(
-                "emit is not granted to this plugin (grants.emit)".into(),
-            ));
-        }
-        let type_ok = !event_type.is_empty()
-            && event_type.len() <= MAX_TYPE_LEN
-            && event_type
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
-        if !type_ok {
-            return Err(ToolError::Invalid(format!(
-                "event type `{event_type}`: use 1-{MAX_TYPE_LEN} letters, digits, `.`, `_`, `-` or `:`"
-            )));
-        }
-        if !self.grants.emit_allows(&event_type) {
-            return Err(ToolError::Denied(format!(
-                "emitting `{event_type}` is not granted to this plugin (grants.emit = {:?})",
-                self.grants.emit_patterns()
-            )));
-        }
-        let services = self.services.clone();
-        let max_body = services.max_event_bytes;
-        if json.len() > max_body {
-            return Err(ToolError::Invalid(format!(
-                "the body is {} bytes; the limit is {max_body} (server.max_body_bytes)",
-                json.len()
-            )));
-        }
-        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&json) {
-            return Err(ToolError::Invalid(format!("the body is not JSON: {e}")));
-        }
-        if key.as_ref().is_some_and(|k| k.len() > MAX_KEY_LEN) {
-            return Err(ToolError::Invalid(format!(
-                "the key is longer than {MAX_KEY_LEN} bytes"
-            )));
-        }
-        self.emits += 1;
-        if self.emits > MAX_EMITS_PER_ATTEMPT {
-            return Err(ToolError::Limited(format!(
-                "more than {MAX_EMITS_PER_ATTEMPT} emits in one attempt"
-            )));
-        }
-
-        let mut chain = self.origin.chain.clone();
-        chain.push(format!("{}:{event_type}", self.plugin));
-        let hops = chain.len() - 1;
-        let max = services.max_chain_depth;
-        if hops > max as usize {
-            let chain = chain.join(" → ");
-            tracing::warn!(plugin = &*self.plugin, event = self.event, %chain, "emit refused: event chain too deep");
-            return Err(ToolError::Invalid(format!(
-                "event chain too deep: this emit would be hop {hops}, emit.max_chain_depth is {max}; chain: {chain}"
-            )));
-        }
-
-        // The key names this emit within the delivery; without one, its position among
-        // this attempt's emits of the type does.
-        let position = self.emits_by_type.entry(event_type.clone()).or_insert(0);
-        *position += 1;
-        let key = key.unwrap_or_else(|| format!("#{position}"));
-        let event_id = emit_id(&self.origin.idempotency_key, &event_type, &key);
-        let source = format!("plugin:{}", self.plugin);
-        let plugins = services.registry.subscribers(&source, &event_type);
-        if let Some(full) = plugins
-            .iter()
-            .find(|p| self.store.queue_depth(p) >= services.max_queue_per_plugin)
-        {
-            return Err(ToolError::Limited(format!(
-                "plugin {full} already has {} deliveries waiting (store.max_queue_per_plugin)",
-                self.store.queue_depth(full)
-            )));
-        }
-        let chain_json = serde_json::to_string(&chain)
-            .map_err(|e| ToolError::Failed(format!("cannot encode the chain: {e}")))?;
-        let event = NewEvent {
-            meta: EventMeta {
-                source,
-                event_id: event_id.clone(),
-                event_type: event_type.clone(),
-                received_at_ms: now_ms(),
-                headers: vec![
-                    ("content-type".into(), "application/json".into()),
-                    ("agenthook-emitted-by".into(), self.plugin.to_string()),
-                    ("agenthook-parent-event".into(), self.event.to_string()),
-                    (CHAIN_HEADER.into(), chain_json),
-                ],
-            },
-            body: json.into(),
-            plugins,
-        };
-        let id = match self.store.ingest(event).await? {
-            Ingested::Stored(id) => {
-                tracing::info!(plugin = &*self.plugin, parent = self.event, id, %event_type, "event emitted");
-                id
+        let result: Result<_, ToolError> = async {
+            self.count_call()?;
+            if self.grants.emit.is_empty() {
+                return Err(ToolError::Denied(
+                    "emit is not granted to this plugin (grants.emit)".into(),
+                ));
             }
-            // Emitted by an earlier attempt of this delivery: not stored again.
-            Ingested::Duplicate(id) => id,
-        };
-        Ok(id.to_string())
+            let type_ok = !event_type.is_empty()
+                && event_type.len() <= MAX_TYPE_LEN
+                && event_type
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+            if !type_ok {
+                return Err(ToolError::Invalid(format!(
+                    "event type `{event_type}`: use 1-{MAX_TYPE_LEN} letters, digits, `.`, `_`, `-` or `:`"
+                )));
+            }
+            if !self.grants.emit_allows(&event_type) {
+                return Err(ToolError::Denied(format!(
+                    "emitting `{event_type}` is not granted to this plugin (grants.emit = {:?})",
+                    self.grants.emit_patterns()
+                )));
+            }
+            let services = self.services.clone();
+            let max_body = services.max_event_bytes;
+            if json.len() > max_body {
+                return Err(ToolError::Invalid(format!(
+                    "the body is {} bytes; the limit is {max_body} (server.max_body_bytes)",
+                    json.len()
+                )));
+            }
+            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+                return Err(ToolError::Invalid(format!("the body is not JSON: {e}")));
+            }
+            if key.as_ref().is_some_and(|k| k.len() > MAX_KEY_LEN) {
+                return Err(ToolError::Invalid(format!(
+                    "the key is longer than {MAX_KEY_LEN} bytes"
+                )));
+            }
+            self.emits += 1;
+            if self.emits > MAX_EMITS_PER_ATTEMPT {
+                return Err(ToolError::Limited(format!(
+                    "more than {MAX_EMITS_PER_ATTEMPT} emits in one attempt"
+                )));
+            }
+
+            let mut chain = self.origin.chain.clone();
+            chain.push(format!("{}:{event_type}", self.plugin));
+            let hops = chain.len() - 1;
+            let max = services.max_chain_depth;
+            if hops > max as usize {
+                let chain = chain.join(" → ");
+                tracing::warn!(plugin = &*self.plugin, event = self.event, %chain, "emit refused: event chain too deep");
+                return Err(ToolError::Invalid(format!(
+                    "event chain too deep: this emit would be hop {hops}, emit.max_chain_depth is {max}; chain: {chain}"
+                )));
+            }
+
+            // The key names this emit within the delivery; without one, its position among
+            // this attempt's emits of the type does.
+            let position = self.emits_by_type.entry(event_type.clone()).or_insert(0);
+            *position += 1;
+            let key = key.unwrap_or_else(|| format!("#{position}"));
+            let event_id = emit_id(&self.origin.idempotency_key, &event_type, &key);
+            let source = format!("plugin:{}", self.plugin);
+            let plugins = services.registry.subscribers(&source, &event_type);
+            if let Some(full) = plugins
+                .iter()
+                .find(|p| self.store.queue_depth(p) >= services.max_queue_per_plugin)
+            {
+                return Err(ToolError::Limited(format!(
+                    "plugin {full} already has {} deliveries waiting (store.max_queue_per_plugin)",
+                    self.store.queue_depth(full)
+                )));
+            }
+            let chain_json = serde_json::to_string(&chain)
+                .map_err(|e| ToolError::Failed(format!("cannot encode the chain: {e}")))?;
+            let event = NewEvent {
+                meta: EventMeta {
+                    source,
+                    event_id: event_id.clone(),
+                    event_type: event_type.clone(),
+                    received_at_ms: now_ms(),
+                    headers: vec![
+                        ("content-type".into(), "application/json".into()),
+                        ("agenthook-emitted-by".into(), self.plugin.to_string()),
+                        ("agenthook-parent-event".into(), self.event.to_string()),
+                        (CHAIN_HEADER.into(), chain_json),
+                    ],
+                },
+                body: json.into(),
+                plugins,
+            };
+            let id = match self.store.ingest(event).await? {
+                Ingested::Stored(id) => {
+                    tracing::info!(plugin = &*self.plugin, parent = self.event, id, %event_type, "event emitted");
+                    id
+                }
+                // Emitted by an earlier attempt of this delivery: not stored again.
+                Ingested::Duplicate(id) => id,
+            };
+            Ok(id.to_string())
+        }
+        .await;
+        self.tally("events.emit", result)
     }
 }
 

@@ -100,58 +100,62 @@ impl HttpClients {
 
 impl Host for Tools {
     async fn fetch(&mut self, request: Request) -> Result<Response, ToolError> {
-        self.count_call()?;
-        if self.grants.http.is_empty() {
-            return Err(ToolError::Denied(
-                "http is not granted to this plugin (grants.http)".into(),
-            ));
-        }
-        let method = match request.method.to_ascii_uppercase().as_str() {
-            m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => {
-                Method::from_bytes(m.as_bytes()).map_err(|e| ToolError::Invalid(e.to_string()))?
+        let result: Result<_, ToolError> = async {
+            self.count_call()?;
+            if self.grants.http.is_empty() {
+                return Err(ToolError::Denied(
+                    "http is not granted to this plugin (grants.http)".into(),
+                ));
             }
-            other => {
+            let method = match request.method.to_ascii_uppercase().as_str() {
+                m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => {
+                    Method::from_bytes(m.as_bytes()).map_err(|e| ToolError::Invalid(e.to_string()))?
+                }
+                other => {
+                    return Err(ToolError::Invalid(format!(
+                        "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+                    )));
+                }
+            };
+            let body = Bytes::from(request.body.unwrap_or_default());
+            if body.len() > MAX_REQUEST_BODY {
                 return Err(ToolError::Invalid(format!(
-                    "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+                    "the request body is {} bytes; the limit is {MAX_REQUEST_BODY}",
+                    body.len()
                 )));
             }
-        };
-        let body = Bytes::from(request.body.unwrap_or_default());
-        if body.len() > MAX_REQUEST_BODY {
-            return Err(ToolError::Invalid(format!(
-                "the request body is {} bytes; the limit is {MAX_REQUEST_BODY}",
-                body.len()
-            )));
-        }
-        let headers = plugin_headers(request.headers)?;
-        let asked = request
-            .timeout_ms
-            .map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
-        let budget = asked.min(self.remaining());
-        let target = Target::parse(&request.url)?;
-        let client = self
-            .services
-            .http
-            .for_plugin(&self.plugin, self.grants.http_exempt_addrs());
+            let headers = plugin_headers(request.headers)?;
+            let asked = request
+                .timeout_ms
+                .map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
+            let budget = asked.min(self.remaining());
+            let target = Target::parse(&request.url)?;
+            let client = self
+                .services
+                .http
+                .for_plugin(&self.plugin, self.grants.http_exempt_addrs());
 
-        let call = async {
-            let _permit = client
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| ToolError::Failed("the http tool is shutting down".into()))?;
-            self.follow(&client.client, method, target, headers, body)
-                .await
-        };
-        match tokio::time::timeout(budget, call).await {
-            Ok(result) => result,
-            Err(_) => Err(ToolError::Failed(format!(
-                "{} {}: no response within {} ms",
-                request.method,
-                request.url,
-                budget.as_millis()
-            ))),
+            let call = async {
+                let _permit = client
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| ToolError::Failed("the http tool is shutting down".into()))?;
+                self.follow(&client.client, method, target, headers, body)
+                    .await
+            };
+            match tokio::time::timeout(budget, call).await {
+                Ok(result) => result,
+                Err(_) => Err(ToolError::Failed(format!(
+                    "{} {}: no response within {} ms",
+                    request.method,
+                    request.url,
+                    budget.as_millis()
+                ))),
+            }
         }
+        .await;
+        self.tally("http.fetch", result)
     }
 }
 

@@ -37,27 +37,39 @@ impl Tools {
 
 impl Host for Tools {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, ToolError> {
-        self.kv_allowed(&key)?;
-        Ok(self.store.kv_get(&self.plugin, &key)?)
+        let result: Result<_, ToolError> = async {
+            self.kv_allowed(&key)?;
+            Ok(self.store.kv_get(&self.plugin, &key)?)
+        }
+        .await;
+        self.tally("kv.get", result)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), ToolError> {
-        self.kv_allowed(&key)?;
-        if key.is_empty() {
-            return Err(ToolError::Invalid("key is empty".into()));
+        let result: Result<_, ToolError> = async {
+            self.kv_allowed(&key)?;
+            if key.is_empty() {
+                return Err(ToolError::Invalid("key is empty".into()));
+            }
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(ToolError::Invalid(format!(
+                    "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
+                    value.len()
+                )));
+            }
+            Ok(self.store.kv_set(&self.plugin, &key, value).await?)
         }
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(ToolError::Invalid(format!(
-                "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
-                value.len()
-            )));
-        }
-        Ok(self.store.kv_set(&self.plugin, &key, value).await?)
+        .await;
+        self.tally("kv.set", result)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, ToolError> {
-        self.kv_allowed(&key)?;
-        Ok(self.store.kv_delete(&self.plugin, &key).await?)
+        let result: Result<_, ToolError> = async {
+            self.kv_allowed(&key)?;
+            Ok(self.store.kv_delete(&self.plugin, &key).await?)
+        }
+        .await;
+        self.tally("kv.delete", result)
     }
 
     async fn list_keys(
@@ -66,11 +78,15 @@ impl Host for Tools {
         start_after: Option<String>,
         limit: u32,
     ) -> Result<Vec<String>, ToolError> {
-        self.kv_allowed(&prefix)?;
-        let limit = limit.clamp(1, MAX_LIST) as usize;
-        let entries =
-            self.store
-                .kv_list(&self.plugin, &prefix, start_after.as_deref(), limit, false)?;
-        Ok(entries.into_iter().map(|(k, _)| k).collect())
+        let result: Result<_, ToolError> = async {
+            self.kv_allowed(&prefix)?;
+            let limit = limit.clamp(1, MAX_LIST) as usize;
+            let entries =
+                self.store
+                    .kv_list(&self.plugin, &prefix, start_after.as_deref(), limit, false)?;
+            Ok(entries.into_iter().map(|(k, _)| k).collect())
+        }
+        .await;
+        self.tally("kv.list-keys", result)
     }
 }

@@ -8,7 +8,8 @@ impl Host for Tools {
     async fn write(&mut self, level: Level, message: String) {
         // Log lines have their own caps (tools/mod.rs); they do not use up the rate
         // that kv, http, email and emit calls share.
-        if self.count_in_attempt().is_err() {
+        let counted = self.count_in_attempt();
+        if self.tally("log.write", counted).is_err() {
             return;
         }
         let plugin = &*self.plugin;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::manifest::Grants;
 use crate::config::{Config, ConfigError, Secret};
+use crate::metrics::{ToolLabels, ToolMetrics};
 use crate::runtime::bindings::agenthook::plugin::types::{self, ToolError};
 use crate::runtime::registry::{Plugin, Registry};
 use crate::store::{EventId, EventMeta, Store};
@@ -45,6 +46,8 @@ pub struct Services {
     max_event_bytes: usize,
     /// Emits, like ingress, push back when a subscriber's queue is this deep.
     max_queue_per_plugin: u64,
+    /// Tool calls by plugin, tool and outcome, for `/metrics`.
+    metrics: ToolMetrics,
 }
 
 impl Services {
@@ -64,7 +67,13 @@ impl Services {
             max_chain_depth: config.emit.max_chain_depth,
             max_event_bytes: config.server.max_body_bytes,
             max_queue_per_plugin: config.store.max_queue_per_plugin,
+            metrics: ToolMetrics::default(),
         })
+    }
+
+    /// The tool-call counters, for `/metrics`.
+    pub fn metrics(&self) -> ToolMetrics {
+        self.metrics.clone()
     }
 }
 
@@ -155,6 +164,31 @@ impl Tools {
             )));
         }
         Ok(())
+    }
+
+    /// Count a finished call of `tool` by outcome, trace it, and pass its result on.
+    fn tally<T>(&self, tool: &'static str, result: Result<T, ToolError>) -> Result<T, ToolError> {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ToolError::Denied(_)) => "denied",
+            Err(ToolError::Invalid(_)) => "invalid",
+            Err(ToolError::Limited(_)) => "limited",
+            Err(ToolError::Failed(_)) => "error",
+        };
+        self.services
+            .metrics
+            .calls
+            .get_or_create(&ToolLabels {
+                plugin: self.plugin.to_string(),
+                tool,
+                outcome,
+            })
+            .inc();
+        match &result {
+            Ok(_) => tracing::debug!(tool, outcome, "tool call"),
+            Err(e) => tracing::debug!(tool, outcome, error = ?e, "tool call"),
+        }
+        result
     }
 
     /// Time left before the attempt's deadline.
