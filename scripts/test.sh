@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 rustup target add wasm32-wasip2
-# The email tests talk to a real SMTP server process (tests/e2e/smtp_sink.py).
-python3 -m pip install --quiet aiosmtpd
+# The email tests talk to a real SMTP server process (tests/e2e/smtp_sink.py); the
+# metrics test parses /metrics with the Prometheus project's own Python parser.
+python3 -m pip install --quiet aiosmtpd prometheus-client
 cargo test --workspace "$@"

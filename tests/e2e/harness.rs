@@ -135,13 +135,30 @@ secrets = ["{SECRET}"]
 
     /// Start the real `agenthook` binary on this env's config.
     pub async fn start_binary(&self) -> TestHost {
-        let mut child = tokio::process::Command::new(agenthook_bin())
-            .arg("serve")
+        let mut cmd = tokio::process::Command::new(agenthook_bin());
+        cmd.arg("serve")
+            .env("AGENTHOOK_LOG", "warn")
+            .stderr(Stdio::inherit());
+        self.spawn_binary(cmd).await
+    }
+
+    /// Start the real binary with `--log-format json` and `AGENTHOOK_LOG=filter`, its
+    /// log (stderr) written to `log`.
+    pub async fn start_binary_logging(&self, filter: &str, log: &Path) -> TestHost {
+        let file = std::fs::File::create(log).expect("create log file");
+        let mut cmd = tokio::process::Command::new(agenthook_bin());
+        cmd.arg("serve")
+            .env("AGENTHOOK_LOG", filter)
+            .stderr(Stdio::from(file))
+            .args(["--log-format", "json"]);
+        self.spawn_binary(cmd).await
+    }
+
+    async fn spawn_binary(&self, mut cmd: tokio::process::Command) -> TestHost {
+        let mut child = cmd
             .arg("--config")
             .arg(self.config_path())
-            .env("AGENTHOOK_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn agenthook");
@@ -364,6 +381,30 @@ impl TestHost {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// GET a path as text (for `/metrics`), with the test token when `addr` is the
+    /// admin port. Returns the status, content type and body.
+    pub async fn get_text(&self, addr: SocketAddr, path: &str) -> (u16, String, String) {
+        let req = http::Request::builder()
+            .uri(format!("http://{addr}{path}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let resp = self.client.request(req).await.expect("GET");
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            ctype,
+            String::from_utf8(body.to_vec()).expect("utf-8 body"),
+        )
     }
 
     /// GET an admin path with the test token.

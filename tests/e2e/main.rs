@@ -6,6 +6,7 @@ mod delivery;
 mod foundation;
 mod harness;
 mod lifecycle;
+mod observability;
 mod senders;
 mod servers;
 mod tools;
