@@ -9,13 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::telemetry::{self, LogFormat};
 use crate::{Host, Listeners};
 
 mod send;
@@ -79,12 +80,6 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Pretty,
-    Json,
 }
 
 #[derive(Debug, Args)]
@@ -289,26 +284,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTHOOK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Pretty => builder.init(),
-        // Every line carries its span list: the `webhook` span (source, event) on
-        // ingress, the `delivery` span (event, plugin) on attempts and tool calls.
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init(),
-    }
-}
-
 async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
-    init_logging(log_format);
     let config = match &config_path {
         Some(path) => Config::load(path),
         None => Config::embedded_default(),
@@ -320,6 +296,21 @@ async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> ExitCode 
             return ExitCode::from(EX_USAGE);
         }
     };
+    let telemetry = match telemetry::init(log_format, &config.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("agenthook: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let code = serve_with(config).await;
+    // Flush buffered spans (a blocking call with its own timeout).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+/// Prepare the host and serve until SIGINT or SIGTERM.
+async fn serve_with(config: Config) -> ExitCode {
     if config.embedded_default {
         tracing::warn!(
             "no --config given: serving the embedded defaults (loopback only, a `demo` source with the README's public secret)"

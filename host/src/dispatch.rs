@@ -85,7 +85,6 @@ impl Dispatcher {
     /// Run until `shutdown` resolves, then let in-flight attempts finish (up to a
     /// deadline).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        let running = self.health.dispatcher_running();
         tokio::pin!(shutdown);
         let mut tasks = JoinSet::new();
         loop {
@@ -101,7 +100,7 @@ impl Dispatcher {
                 () = &mut shutdown => break,
             }
         }
-        drop(running);
+        self.health.set_draining();
         if tokio::time::timeout(DRAIN_TIMEOUT, async {
             while tasks.join_next().await.is_some() {}
         })

@@ -19,6 +19,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
 pub mod tools;
 
 use std::future::Future;
@@ -188,6 +189,9 @@ impl Host {
         ingress.set_readiness(telemetry.clone());
         let ingress = Arc::new(ingress);
         let health = telemetry.health.clone();
+        // Running from before the ports answer until the loop ends (or panics), so
+        // /readyz never reports a dispatcher that is merely not scheduled yet.
+        let running = health.dispatcher_running();
         let dispatcher = dispatch::Dispatcher::new(
             self.store.clone(),
             self.runtime.clone(),
@@ -215,7 +219,11 @@ impl Host {
             move |req| admin.clone().handle(req),
             stopped(),
         ));
-        let dispatch_task = tokio::spawn(dispatcher.run(stopped()));
+        let dispatch_stopped = stopped();
+        let dispatch_task = tokio::spawn(async move {
+            let _running = running;
+            dispatcher.run(dispatch_stopped).await;
+        });
         let clock = self.clock.clone();
         let janitor_task = tokio::spawn(janitor.run(move || clock.now_ms(), stopped()));
         let watch_task = tokio::spawn(runtime::watch::run(self.deployer.clone(), stopped()));

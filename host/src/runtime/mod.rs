@@ -282,6 +282,45 @@ impl Runtime {
                 .pagemap_scan(wasmtime::Enabled::Auto)
                 .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
                 .table_keep_resident(64 << 10);
+            // TEMP-KNOBS
+            let k = |n: &str| std::env::var(n).ok().and_then(|v| v.parse::<usize>().ok());
+            if let Ok(v) = std::env::var("AH_PAGEMAP") {
+                pool.pagemap_scan(if v == "no" {
+                    wasmtime::Enabled::No
+                } else {
+                    wasmtime::Enabled::Auto
+                });
+            }
+            if let Some(v) = k("AH_KEEP") {
+                pool.linear_memory_keep_resident(v);
+            }
+            if let Some(v) = k("AH_TKEEP") {
+                pool.table_keep_resident(v);
+            }
+            if let Some(v) = k("AH_BATCH") {
+                pool.decommit_batch_size(v);
+            }
+            if let Some(v) = k("AH_WARM") {
+                pool.max_unused_warm_slots(v as u32);
+            }
+            if let Some(v) = k("AH_SKEEP") {
+                pool.async_stack_keep_resident(v);
+            }
+            if let Some(v) = k("AH_STACK") {
+                config.async_stack_size(v);
+            }
+            if let Some(v) = k("AH_MAXSTACK") {
+                config.max_wasm_stack(v);
+            }
+            if let Some(v) = k("AH_RESV") {
+                config.memory_reservation(v as u64);
+            }
+            if let Some(v) = k("AH_GUARD") {
+                config.memory_guard_size(v as u64);
+            }
+            if let Some(v) = k("AH_GROW") {
+                config.memory_reservation_for_growth(v as u64);
+            }
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config)?;
