@@ -223,6 +223,11 @@ impl Dispatcher {
                 return;
             }
         };
+        crate::telemetry::join_event_trace(
+            &tracing::Span::current(),
+            &event.meta.source,
+            &event.meta.event_id,
+        );
         // The retry budget counts from the last replay; the number shown to the plugin
         // counts every attempt.
         let in_budget = delivery.attempts_in_budget() + 1;

@@ -85,6 +85,18 @@ pub fn init(format: LogFormat, config: &TelemetryConfig) -> Result<Telemetry, St
     Ok(telemetry)
 }
 
+/// Put `span` into the trace of one event, named by its source and the sender's event
+/// id: its ingress request and every attempt — across restarts and replays — share one
+/// trace id (the first 16 bytes of SHA-256 of `source NUL event_id`), so a tracing UI
+/// shows the event's whole story under one trace. Call it before `span` has children.
+/// Without the `otlp` feature there are no trace ids and this does nothing.
+pub fn join_event_trace(span: &tracing::Span, source: &str, event_id: &str) {
+    #[cfg(feature = "otlp")]
+    otlp::join_event_trace(span, source, event_id);
+    #[cfg(not(feature = "otlp"))]
+    let _ = (span, source, event_id);
+}
+
 #[cfg(feature = "otlp")]
 mod otlp {
     use opentelemetry::trace::TracerProvider as _;
@@ -123,9 +135,39 @@ mod otlp {
         let tracer = provider.tracer("agenthook");
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            // Spans start when they close, not when first entered, so that
+            // `join_event_trace` can still give them their event's trace once the
+            // event id is known (after verification, after loading the event).
+            .with_context_activation(false)
             .with_filter(Targets::new().with_target("agenthook", tracing::Level::INFO))
             .boxed();
         Ok((layer, provider))
+    }
+
+    pub fn join_event_trace(span: &tracing::Span, source: &str, event_id: &str) {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        use sha2::{Digest, Sha256};
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+        let digest = Sha256::digest(format!("{source}\0{event_id}").as_bytes());
+        let mut trace = [0u8; 16];
+        let mut parent = [0u8; 8];
+        trace.copy_from_slice(&digest[..16]);
+        parent.copy_from_slice(&digest[16..24]);
+        // A remote parent that is never exported itself: the trace's root.
+        let root = SpanContext::new(
+            TraceId::from_bytes(trace),
+            SpanId::from_bytes(parent),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cx = opentelemetry::Context::new().with_remote_span_context(root);
+        if let Err(e) = span.set_parent(cx) {
+            tracing::debug!(error = %e, "cannot put a span into its event's trace");
+        }
     }
 }
 
@@ -135,6 +177,7 @@ mod tests {
     use std::sync::mpsc;
 
     use serde_json::Value;
+    use sha2::{Digest, Sha256};
 
     use super::*;
     use crate::config::OtlpProtocol;
@@ -200,8 +243,14 @@ mod tests {
         let (subscriber, telemetry) =
             subscriber(LogFormat::Json, EnvFilter::new("off"), &config).unwrap();
         tracing::subscriber::with_default(subscriber, || {
+            let webhook = tracing::info_span!("webhook", source = "stripe");
+            let _entered = webhook.enter();
+            join_event_trace(&tracing::Span::current(), "stripe", "evt_1");
+            drop(_entered);
+            drop(webhook);
             let span = tracing::info_span!("delivery", event = 42u64, plugin = "tally");
             let _entered = span.enter();
+            join_event_trace(&span, "stripe", "evt_1");
             tracing::info!(outcome = "done", "delivery attempt finished");
         });
         telemetry.shutdown();
@@ -220,8 +269,14 @@ mod tests {
             .find(|a| a["key"] == "service.name")
             .unwrap();
         assert_eq!(service["value"]["stringValue"], "agenthook-test");
-        let span = &resource["scopeSpans"][0]["spans"][0];
-        assert_eq!(span["name"], "delivery");
+        let spans = resource["scopeSpans"][0]["spans"].as_array().unwrap();
+        let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["webhook", "delivery"]);
+        // Both in the event's trace, whose id derives from (source, event id).
+        let trace = &hex::encode(Sha256::digest(b"stripe\0evt_1"))[..32];
+        assert_eq!(spans[0]["traceId"], trace);
+        assert_eq!(spans[1]["traceId"], trace);
+        let span = &spans[1];
         let attr = |key: &str| {
             span["attributes"]
                 .as_array()

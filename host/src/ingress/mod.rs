@@ -652,7 +652,10 @@ impl Ingress {
 
         let now = now_ms();
         let verified = match verifier.verify(&parts.headers, &body, (now / 1000) as i64)? {
-            Accepted::Event(v) => v,
+            Accepted::Event(v) => {
+                crate::telemetry::join_event_trace(&tracing::Span::current(), source, &v.event_id);
+                v
+            }
             Accepted::Challenge(challenge) => {
                 self.counters.count(source, counters::CHALLENGE);
                 tracing::info!(source, "answered a url_verification challenge");
