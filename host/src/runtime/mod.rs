@@ -60,6 +60,8 @@ pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
 /// (slots in use + wasmtime's 100 warm unused slots) × this, and is far lower in
 /// practice (a no-op handler dirties a few dozen KiB).
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// Freed instance slots returned to the pool together (see `decommit_batch_size`).
+const DECOMMIT_BATCH: usize = 32;
 /// Deliveries that may run at once across all plugins; kept below the instance pool
 /// size so instantiation never fails for lack of a slot.
 pub const MAX_INSTANCES: u32 = 256;
@@ -281,46 +283,12 @@ impl Runtime {
                 // the next delivery: the bulk of per-delivery cost otherwise.
                 .pagemap_scan(wasmtime::Enabled::Auto)
                 .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-                .table_keep_resident(64 << 10);
-            // TEMP-KNOBS
-            let k = |n: &str| std::env::var(n).ok().and_then(|v| v.parse::<usize>().ok());
-            if let Ok(v) = std::env::var("AH_PAGEMAP") {
-                pool.pagemap_scan(if v == "no" {
-                    wasmtime::Enabled::No
-                } else {
-                    wasmtime::Enabled::Auto
-                });
-            }
-            if let Some(v) = k("AH_KEEP") {
-                pool.linear_memory_keep_resident(v);
-            }
-            if let Some(v) = k("AH_TKEEP") {
-                pool.table_keep_resident(v);
-            }
-            if let Some(v) = k("AH_BATCH") {
-                pool.decommit_batch_size(v);
-            }
-            if let Some(v) = k("AH_WARM") {
-                pool.max_unused_warm_slots(v as u32);
-            }
-            if let Some(v) = k("AH_SKEEP") {
-                pool.async_stack_keep_resident(v);
-            }
-            if let Some(v) = k("AH_STACK") {
-                config.async_stack_size(v);
-            }
-            if let Some(v) = k("AH_MAXSTACK") {
-                config.max_wasm_stack(v);
-            }
-            if let Some(v) = k("AH_RESV") {
-                config.memory_reservation(v as u64);
-            }
-            if let Some(v) = k("AH_GUARD") {
-                config.memory_guard_size(v as u64);
-            }
-            if let Some(v) = k("AH_GROW") {
-                config.memory_reservation_for_growth(v as u64);
-            }
+                .table_keep_resident(64 << 10)
+                // Return freed slots to the pool's free lists in batches: each return
+                // takes the index allocators' locks and sets up per-shard buffers, a
+                // fixed cost worth sharing. Slots are already reset when queued, and
+                // an allocation that finds the pool empty flushes the queue first.
+                .decommit_batch_size(DECOMMIT_BATCH);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config)?;
