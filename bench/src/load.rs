@@ -1,6 +1,12 @@
 //! The load generator: unique, correctly signed Standard Webhooks events over keep-alive
-//! HTTP/1.1 connections, at a fixed concurrency (closed loop) for a fixed time, with
-//! latencies in an HDR histogram.
+//! HTTP/1.1 connections, with latencies in HDR histograms (µs), either
+//!
+//! - closed loop ([`closed_loop`]): a fixed number of connections, each sending its next
+//!   request when the previous one is answered — the maximum rate; or
+//! - open loop ([`open_loop`]): requests on a fixed timetable (a steady arrival rate),
+//!   each latency measured from the request's *scheduled* send time, so a server that
+//!   stalls is charged for every request that should have gone out meanwhile (no
+//!   coordinated omission).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +36,7 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Successful requests per second.
     pub fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -38,6 +45,27 @@ impl LoadResult {
     pub fn ms(&self, q: f64) -> f64 {
         self.latency.value_at_quantile(q) as f64 / 1000.0
     }
+
+    /// The figures as JSON (rates per second, latencies in ms).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": self.elapsed.as_secs_f64(),
+            "rate_per_s": self.rate(),
+            "latency_ms": {
+                "p50": self.ms(0.5),
+                "p90": self.ms(0.9),
+                "p99": self.ms(0.99),
+                "p99_9": self.ms(0.999),
+                "max": self.latency.max() as f64 / 1000.0,
+            },
+        })
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds")
 }
 
 /// A signed request: (headers, body). Ids are unique per run via `prefix` + counter.
@@ -98,8 +126,7 @@ pub async fn closed_loop(
         let (path, event_type, run_id) =
             (path.to_string(), event_type.to_string(), run_id.to_string());
         tasks.spawn(async move {
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut hist = histogram();
             let mut sender = match connect(addr).await {
                 Some(s) => s,
                 None => {
@@ -109,38 +136,32 @@ pub async fn closed_loop(
             };
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let (headers, body) = signed_event(&key, &run_id, n, body_size, &event_type);
-                let mut req = http::Request::post(&path).header("host", addr.to_string());
-                for (k, v) in headers {
-                    req = req.header(k, v);
-                }
-                let Ok(req) = req.body(Full::new(body)) else {
+                let Some(req) = request(addr, &path, &key, &run_id, n, body_size, &event_type)
+                else {
                     errors.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
                 let t = Instant::now();
-                let ok = match sender.send_request(req).await {
-                    Ok(resp) => {
-                        let ok = resp.status().is_success();
-                        ok && resp.into_body().collect().await.is_ok()
+                match exchange(&mut sender, req).await {
+                    Exchange::Ok => {
+                        let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
                     }
-                    Err(_) => false,
-                };
-                if ok {
-                    let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    match connect(addr).await {
-                        Some(s) => sender = s,
-                        None => return hist,
+                    Exchange::Refused => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Exchange::Broken => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        match connect(addr).await {
+                            Some(s) => sender = s,
+                            None => return hist,
+                        }
                     }
                 }
             }
             hist
         });
     }
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut latency = histogram();
     while let Some(h) = tasks.join_next().await {
         if let Ok(h) = h {
             let _ = latency.add(h);
@@ -154,7 +175,147 @@ pub async fn closed_loop(
     }
 }
 
-async fn connect(addr: SocketAddr) -> Option<http1::SendRequest<Full<Bytes>>> {
+/// How one request went.
+enum Exchange {
+    /// 2xx and the whole response read.
+    Ok,
+    /// An answer that is not 2xx (e.g. 503 under backpressure): the connection is fine.
+    Refused,
+    /// The connection failed; open a new one.
+    Broken,
+}
+
+async fn exchange(
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+) -> Exchange {
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            let ok = resp.status().is_success();
+            match (ok, resp.into_body().collect().await.is_ok()) {
+                (true, true) => Exchange::Ok,
+                (false, true) => Exchange::Refused,
+                (_, false) => Exchange::Broken,
+            }
+        }
+        Err(_) => Exchange::Broken,
+    }
+}
+
+/// A signed request for event number `n` of this run.
+fn request(
+    addr: SocketAddr,
+    path: &str,
+    key: &[u8],
+    run_id: &str,
+    n: u64,
+    body_size: usize,
+    event_type: &str,
+) -> Option<http::Request<Full<Bytes>>> {
+    let (headers, body) = signed_event(key, run_id, n, body_size, event_type);
+    let mut req = http::Request::post(path).header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.body(Full::new(body)).ok()
+}
+
+/// Send requests at `rate` per second for `duration` on a fixed timetable (request `n`
+/// is due at `start + n / rate`), over at most `connections` keep-alive connections.
+///
+/// A timer thread releases each request at its due time (std sleep: tens of µs of
+/// jitter, not tokio's 1 ms timer wheel); a free connection takes it. Latency runs from
+/// the due time to the end of the response, so time spent waiting for a free
+/// connection — because the server is slow — is counted, as it would be for a real
+/// sender. `connections` bounds what is in flight at once (Little's law: enough for
+/// rate × latency with room to spare).
+#[allow(clippy::too_many_arguments)]
+pub async fn open_loop(
+    addr: SocketAddr,
+    path: &str,
+    rate: f64,
+    duration: Duration,
+    connections: usize,
+    body_size: usize,
+    event_type: &str,
+    run_id: &str,
+) -> LoadResult {
+    let errors = Arc::new(AtomicU64::new(0));
+    let key = Arc::new(key());
+    let total = (rate * duration.as_secs_f64()).max(1.0) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let start = Instant::now() + Duration::from_millis(20);
+    let timetable = std::thread::spawn(move || {
+        for n in 0..total {
+            let due = start + interval.mul_f64(n as f64);
+            let now = Instant::now();
+            // Sleeping less than this oversleeps by more than it waits.
+            if due > now + Duration::from_micros(20) {
+                std::thread::sleep(due - now);
+            }
+            if tx.send((n, due)).is_err() {
+                return;
+            }
+        }
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (errors, key, rx) = (errors.clone(), key.clone(), rx.clone());
+        let (path, event_type, run_id) =
+            (path.to_string(), event_type.to_string(), run_id.to_string());
+        tasks.spawn(async move {
+            let mut hist = histogram();
+            let mut sender = connect(addr).await;
+            loop {
+                let Some((n, due)) = rx.lock().await.recv().await else {
+                    return hist;
+                };
+                let Some(req) = request(addr, &path, &key, &run_id, n, body_size, &event_type)
+                else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if sender.is_none() {
+                    sender = connect(addr).await;
+                }
+                let Some(s) = sender.as_mut() else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                match exchange(s, req).await {
+                    Exchange::Ok => {
+                        let _ = hist.record(due.elapsed().as_micros().max(1) as u64);
+                    }
+                    Exchange::Refused => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Exchange::Broken => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        sender = None;
+                    }
+                }
+            }
+        });
+    }
+    let mut latency = histogram();
+    while let Some(h) = tasks.join_next().await {
+        if let Ok(h) = h {
+            let _ = latency.add(h);
+        }
+    }
+    let _ = timetable.join();
+    LoadResult {
+        requests: latency.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        latency,
+    }
+}
+
+/// A keep-alive HTTP/1.1 client connection.
+pub async fn connect(addr: SocketAddr) -> Option<http1::SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;

@@ -1,50 +1,88 @@
-//! agenthook benchmarks. One module per scenario; each prints its figures as plain
-//! lines so they can be pasted into notes.
+//! agenthook benchmarks: one command runs every scenario of issue 8 against a baseline
+//! measured in the same run and prints one Markdown table per scenario (baseline and
+//! ratio in each row), the targets met or not, and writes the figures as JSON.
 //!
 //! ```text
+//! cargo run --release -p agenthook-bench -- all [--quick] [--json PATH] [options]
+//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history [options]
 //! cargo run --release -p agenthook-bench -- overhead [--wasm PATH] [--iterations N]
-//! cargo run --release -p agenthook-bench -- ingest [--quick] [--seconds N] [--size BYTES]
 //! ```
+//!
+//! The servers under test run as their own processes on loopback (`server`): the real
+//! `agenthook` binary (built by the bench, `cargo build --release -p agenthook`) and a
+//! plain hyper server (`plain`, this binary in `plain-server` mode). The load generator
+//! (`load`) runs in this process, on the same cores. Scenarios: `ingest` (1), `e2e` (2),
+//! `overhead` (3), `latency` (4), `memory` (5), `history` (6); `all` runs them in the
+//! order 1, 4, 2, 3, 5, 6 since later ones use the rates of earlier ones.
 
+mod e2e;
+mod history;
 mod ingest;
+mod latency;
 mod load;
+mod memory;
 mod overhead;
+mod plain;
+mod report;
+mod server;
+mod suite;
 
 use std::process::ExitCode;
 
-/// The scenarios this binary runs.
-#[derive(Debug, Clone, Copy)]
-enum Scenario {
-    /// Per-delivery overhead (instantiate + call a trivial handler), pooling against
-    /// wasmtime's default on-demand allocator; host RSS with 100 plugins loaded.
-    Overhead,
-    /// Durable ingest throughput and latency at several concurrencies, group commit
-    /// against one commit per event.
-    Ingest,
-}
+use suite::Scenario;
 
-impl Scenario {
-    const ALL: &[(&str, Scenario)] = &[
-        ("overhead", Scenario::Overhead),
-        ("ingest", Scenario::Ingest),
-    ];
+const USAGE: &str = "\
+usage: agenthook-bench <scenario> [options]
 
-    fn parse(name: &str) -> Option<Scenario> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
-    }
-}
+scenarios (each row: agenthook, its baseline in the same run, the ratio):
+  all        every scenario below, in the order 1, 4, 2, 3, 5, 6
+  ingest     1. durable ingest vs a plain hyper server (closed loop; also vs one commit per event)
+  e2e        2. ingest + dispatch to a no-op plugin until done: events/s, received→done p50/p99
+  overhead   3. per-delivery overhead, pooling vs on-demand allocator; RSS of 100 idle plugins
+             (in process; options: --wasm PATH, --iterations N — nothing else)
+  latency    4. ingest latency at 50% and 90% of the max rate, open loop (p50/p99/p99.9)
+  memory     5. RSS of the agenthook process: idle, 100 plugins loaded, at max load
+  history    6. ingest rate with N events stored vs an empty store
+
+options (all scenarios but `overhead`):
+  --quick                  every scenario in under 2 minutes: 1 s per point, c=64 only,
+                           100,000 stored events instead of 1,000,000
+  --seconds N              measured seconds per load point (default 5; --quick 1)
+  --size BYTES             event body size (default 1024)
+  --concurrency 1,16,64    closed-loop concurrencies of `ingest` (default 1,16,64,256)
+  --events N               stored events for `history` (default 1000000)
+  --plugin-concurrency N   limits.max_concurrency of the no-op plugin in `e2e` (default 64)
+  --repeats N              measurements of the points behind a ratio target (ingest at c=64,
+                           history), alternating, median kept (default 3; --quick 1)
+  --iterations N           calls per allocator in the per-delivery scenario (default 20000)
+  --json PATH              where to write the JSON (default target/bench/agenthook-bench.json)
+  --log FILTER             AGENTHOOK_LOG for the hosts (default: unset, the host logs at info)
+  --agenthook PATH         use this agenthook binary instead of building it
+";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let names: Vec<&str> = Scenario::ALL.iter().map(|(n, _)| *n).collect();
-    let Some(scenario) = args.next().as_deref().and_then(Scenario::parse) else {
-        eprintln!("usage: agenthook-bench <{}> [options]", names.join("|"));
-        return ExitCode::from(64);
-    };
+    let command = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
-    let result = match scenario {
-        Scenario::Overhead => overhead::run(&rest),
-        Scenario::Ingest => ingest::main(&rest),
+    let result = match command.as_str() {
+        "all" => suite::run("all", &suite::ALL, &rest),
+        "ingest" => suite::run("ingest", &[Scenario::Ingest], &rest),
+        "e2e" => suite::run("e2e", &[Scenario::EndToEnd], &rest),
+        "latency" => suite::run("latency", &[Scenario::Latency], &rest),
+        "memory" => suite::run("memory", &[Scenario::Memory], &rest),
+        "history" => suite::run("history", &[Scenario::History], &rest),
+        // The yardstick of runtime work: its options and output lines stay as they are.
+        "overhead" => overhead::run(&rest),
+        // The baseline server process, started by `server::Server::plain`.
+        "plain-server" => plain::main(),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(64);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
