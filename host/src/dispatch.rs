@@ -52,6 +52,11 @@ pub struct Dispatcher {
 
 /// (event, plugin) pairs being attempted.
 type InFlight = HashSet<(EventId, Arc<str>)>;
+/// A plugin's concurrency slot and a global one, held while a handler runs.
+type Permits = (
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::sync::OwnedSemaphorePermit,
+);
 
 impl Dispatcher {
     pub fn new(
@@ -179,12 +184,13 @@ impl Dispatcher {
                 let plugin = plugin.clone();
                 let span = tracing::info_span!("delivery", event = id, plugin = %plugin.name);
                 tasks.spawn(async move {
-                    this.attempt(&plugin, id).instrument(span).await;
+                    this.attempt(&plugin, id, (permit, global))
+                        .instrument(span)
+                        .await;
                     this.inflight
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&key);
-                    drop((permit, global));
                     this.wake.notify_one();
                 });
             }
@@ -195,8 +201,12 @@ impl Dispatcher {
         next_due
     }
 
-    /// One attempt of one delivery, start to committed outcome.
-    async fn attempt(&self, plugin: &Plugin, id: EventId) {
+    /// One attempt of one delivery, start to committed outcome. `permits` (the plugin's
+    /// and the global concurrency slot) are given back as soon as the handler returned:
+    /// they bound running instances, not outcomes waiting for their commit. The
+    /// delivery stays in `inflight` until the outcome is committed, so it is not started
+    /// twice meanwhile.
+    async fn attempt(&self, plugin: &Plugin, id: EventId, permits: Permits) {
         let name = &*plugin.name;
         let lease_until = self.clock.now_ms() + plugin.manifest.limits.timeout_ms + LEASE_GRACE_MS;
         let delivery = match self.store.lease(id, name, lease_until).await {
@@ -256,6 +266,8 @@ impl Dispatcher {
             .runtime
             .call(&plugin.compiled, &plugin.manifest, tools, wit_event)
             .await;
+        drop(permits);
+        self.wake.notify_one();
         let kind = match &report.outcome {
             CallOutcome::Done => "ok",
             CallOutcome::Permanent(_) => "handler",

@@ -50,7 +50,11 @@ pub fn subscriber(
     filter: EnvFilter,
     config: &TelemetryConfig,
 ) -> Result<(impl Subscriber + Send + Sync + use<>, Telemetry), String> {
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: escape codes cost CPU per line and end up
+    // in files and log collectors otherwise.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt: BoxedLayer = match format {
         LogFormat::Pretty => Box::new(fmt),
         LogFormat::Json => Box::new(fmt.json().with_current_span(true).with_span_list(true)),

@@ -13,6 +13,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -271,6 +272,16 @@ pub type KvEntry = (String, Option<Vec<u8>>);
 
 /// Deliveries waiting (queued) per plugin, kept in memory and updated by the writer
 /// after each commit, so ingress can push back without reading the store.
+/// How long a free-space reading is reused.
+const DISK_CHECK_MS: u64 = 100;
+
+/// The last free-space reading (`u64::MAX`: unreadable) and when it was taken.
+#[derive(Debug, Default)]
+struct DiskCheck {
+    free_bytes: AtomicU64,
+    checked_at_ms: AtomicU64,
+}
+
 /// Deliveries per plugin by state, mirrored from the `counts` table after each commit.
 type StateCounts = Arc<Mutex<HashMap<String, Counts>>>;
 
@@ -339,6 +350,7 @@ pub struct Store {
     due_changed: Arc<Notify>,
     counts: StateCounts,
     commit_stats: CommitStats,
+    disk: Arc<DiskCheck>,
     writer_thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     path: PathBuf,
     /// Ingress limits: queue depth per plugin, free disk space.
@@ -422,6 +434,7 @@ impl Store {
             due_changed,
             counts,
             commit_stats,
+            disk: Arc::default(),
             writer_thread: Arc::new(Mutex::new(Some(handle))),
             path,
             max_queue_per_plugin: config.max_queue_per_plugin,
@@ -451,11 +464,22 @@ impl Store {
     }
 
     /// Free space for unprivileged users on the data dir's file system, if it can be
-    /// read.
+    /// read; at most `DISK_CHECK_MS` old, since ingress asks on every request.
     pub fn free_disk_bytes(&self) -> Option<u64> {
-        rustix::fs::statvfs(&self.path)
+        let now = now_ms();
+        let checked = self.disk.checked_at_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(checked) < DISK_CHECK_MS {
+            let free = self.disk.free_bytes.load(Ordering::Relaxed);
+            return (free != u64::MAX).then_some(free);
+        }
+        let free = rustix::fs::statvfs(&self.path)
             .ok()
-            .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize))
+            .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize));
+        self.disk
+            .free_bytes
+            .store(free.unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.disk.checked_at_ms.store(now, Ordering::Relaxed);
+        free
     }
 
     /// The free space below which ingress refuses events (`store.min_free_disk_mb`).
@@ -549,6 +573,30 @@ impl Store {
         rx.await.map_err(|_| StoreError::NotCommitted)
     }
 
+    /// Run `op` inside the next group commit and answer as soon as it is applied, without
+    /// waiting for the commit to be durable. Only for writes whose loss in a crash
+    /// changes nothing: a lease (leases are reclaimed at start whether or not they were
+    /// committed, and the delivery stays in the due queue until its outcome commits).
+    /// Later writes in the writer's order see it; if its batch fails to commit, the
+    /// write is simply lost.
+    async fn write_applied<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Tables<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |tables| {
+            let _ = tx.send(op(tables)?);
+            Ok(Box::new(|| {}))
+        });
+        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::NotCommitted)
+    }
+
+    /// Wait until every write queued before this call is durable (or failed).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write(|_| Ok(())).await
+    }
+
     /// Store an event and one pending delivery per plugin, unless (source, event id) is
     /// already stored. Returns once the commit is durable.
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
@@ -556,7 +604,9 @@ impl Store {
     }
 
     /// Mark a delivery as being attempted until `expires_at_ms`. Returns the delivery as
-    /// leased, or None when it is not queued (finished or gone meanwhile).
+    /// leased, or None when it is not queued (finished or gone meanwhile). Answers once
+    /// the lease is applied, not once it is durable (see `write_applied`): an attempt
+    /// then waits for one commit, its outcome's, not two.
     pub async fn lease(
         &self,
         id: EventId,
@@ -564,7 +614,7 @@ impl Store {
         expires_at_ms: u64,
     ) -> Result<Option<Delivery>, StoreError> {
         let plugin = plugin.to_string();
-        self.write(move |t| t.lease(id, &plugin, expires_at_ms))
+        self.write_applied(move |t| t.lease(id, &plugin, expires_at_ms))
             .await?
     }
 
@@ -1016,6 +1066,8 @@ mod tests {
                 .unwrap();
         }
         store.lease(ids[0], "q", now + 1000).await.unwrap().unwrap();
+        // A lease answers before its commit; counts move when it commits.
+        store.flush().await.unwrap();
         assert_eq!(
             counts(&store),
             [("p".into(), [0, 0, 1, 1]), ("q".into(), [2, 1, 0, 0])]
