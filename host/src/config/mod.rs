@@ -138,6 +138,8 @@ pub struct StoreConfig {
     pub min_free_disk_bytes: u64,
     /// Most writes one commit carries; 1 turns group commit off (for comparison only).
     pub max_batch: usize,
+    /// redb's page cache, in bytes: most of the host's memory under load.
+    pub cache_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -149,6 +151,10 @@ impl Default for StoreConfig {
             max_queue_per_plugin: 100_000,
             min_free_disk_bytes: 256 << 20,
             max_batch: 1024,
+            // redb's own default is 1 GiB, which a busy host fills: its RSS then
+            // approaches 1 GiB. Hot pages (tree tops, the tail of the events table)
+            // fit in far less, and the OS page cache holds the rest.
+            cache_bytes: 128 << 20,
         }
     }
 }
@@ -604,6 +610,7 @@ struct RawStore {
     max_queue_per_plugin: Option<u64>,
     min_free_disk_mb: Option<u64>,
     max_batch: Option<usize>,
+    cache_mb: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -921,6 +928,16 @@ impl Config {
                 }
                 None => d.max_batch,
             },
+            cache_bytes: match st.cache_mb {
+                Some(n) if (1..=1 << 20).contains(&n) => n << 20,
+                Some(n) => {
+                    return Err(ConfigError::invalid(
+                        "store.cache_mb",
+                        format!("must be between 1 and 1048576, got {n}"),
+                    ));
+                }
+                None => d.cache_bytes,
+            },
         };
 
         let email = raw.email.as_ref().map(RawEmail::resolve).transpose()?;
@@ -1042,7 +1059,8 @@ mod tests {
 
     #[test]
     fn store_durations_parse_and_errors_name_the_field() {
-        let c = parse("[store]\ndedup_window = \"36h\"\nmax_batch = 1\n").unwrap();
+        let c = parse("[store]\ndedup_window = \"36h\"\nmax_batch = 1\ncache_mb = 64\n").unwrap();
+        assert_eq!(c.store.cache_bytes, 64 << 20);
         assert_eq!(c.store.dedup_window_ms, 36 * 3_600_000);
         assert_eq!(c.store.max_batch, 1);
         assert_eq!(
@@ -1053,6 +1071,7 @@ mod tests {
             ("[store]\ndedup_window = \"7 days\"\n", "store.dedup_window"),
             ("[store]\ndone_retention = \"0s\"\n", "store.done_retention"),
             ("[store]\nmax_batch = 0\n", "store.max_batch"),
+            ("[store]\ncache_mb = 0\n", "store.cache_mb"),
             (
                 "[store]\nmax_queue_per_plugin = 0\n",
                 "store.max_queue_per_plugin",

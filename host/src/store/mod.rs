@@ -379,10 +379,13 @@ impl Store {
     /// `Store` handle is dropped.
     pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
         let path = data_dir.join("agenthook.redb");
-        let database = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let database = Database::builder()
+            .set_cache_size(config.cache_bytes)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let reclaimed = writer::prepare(&database)?;
         if reclaimed > 0 {
             tracing::info!(
