@@ -268,11 +268,6 @@ impl Dispatcher {
             .await;
         drop(permits);
         self.wake.notify_one();
-        let kind = match &report.outcome {
-            CallOutcome::Done => "ok",
-            CallOutcome::Permanent(_) => "handler",
-            CallOutcome::Retry { reason, .. } => failure_kind(reason),
-        };
         let retry = &plugin.manifest.retry;
         let (outcome, error, next) = match report.outcome {
             CallOutcome::Done => (AttemptOutcome::Done, None, Next::Done),
@@ -303,7 +298,7 @@ impl Dispatcher {
         self.metrics.record(&AttemptRecord {
             plugin: name,
             outcome: label,
-            kind,
+            kind: report.kind,
             handler: report.duration,
             latency: (outcome == AttemptOutcome::Done).then(|| {
                 Duration::from_millis(finished_at_ms.saturating_sub(event.meta.received_at_ms))
@@ -313,7 +308,7 @@ impl Dispatcher {
         tracing::info!(
             attempt = number,
             outcome = label,
-            kind,
+            kind = report.kind,
             duration_ms = report.duration.as_millis() as u64,
             version = &plugin.compiled.version[..12],
             error = error.as_deref().unwrap_or(""),
@@ -333,16 +328,6 @@ impl Dispatcher {
             tracing::error!(plugin = name, event = id, error = %e, "cannot record an attempt");
         }
     }
-}
-
-/// What kind of failure a retryable outcome's reason names: the runtime's reasons
-/// start with their kind (`cpu_deadline: …`, `memory_limit: …`, `timeout: …`,
-/// `handler: …`); anything else is a trap.
-fn failure_kind(reason: &str) -> &'static str {
-    ["handler", "cpu_deadline", "memory_limit", "timeout"]
-        .into_iter()
-        .find(|k| reason.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
-        .unwrap_or("trap")
 }
 
 /// Stable per (event, plugin): the same on every attempt and replay.

@@ -254,6 +254,9 @@ pub struct CallReport {
     /// The largest linear memory the instance asked for, in bytes (its high-water mark,
     /// or the refused size when it hit `limits.memory_mb`).
     pub memory_peak_bytes: u64,
+    /// What kind of end it was: `ok`, `handler` (the handler returned an error),
+    /// `trap`, `cpu_deadline`, `memory_limit` or `timeout`.
+    pub kind: &'static str,
 }
 
 impl Runtime {
@@ -448,59 +451,70 @@ impl Runtime {
         let counter = |c: &AtomicU64| {
             c.fetch_add(1, Ordering::Relaxed);
         };
-        let outcome = match result {
+        let (kind, outcome) = match result {
             Err(_) => {
                 // The wall deadline passed. A guest that spent most of it computing is
                 // reported as the CPU hog it is; otherwise the time went to tool calls
                 // or waiting.
                 let state = store.data();
                 let cpu_ms = state.cpu_ticks * EPOCH_TICK.as_millis() as u64;
-                let reason = if cpu_ms * 2 >= manifest.limits.timeout_ms {
+                let (kind, reason) = if cpu_ms * 2 >= manifest.limits.timeout_ms {
                     counter(&stats.cpu_deadlines);
-                    format!(
-                        "cpu_deadline: the handler computed for ~{cpu_ms} ms without finishing (limits.timeout_ms = {} ms)",
-                        manifest.limits.timeout_ms
+                    (
+                        "cpu_deadline",
+                        format!(
+                            "cpu_deadline: the handler computed for ~{cpu_ms} ms without finishing (limits.timeout_ms = {} ms)",
+                            manifest.limits.timeout_ms
+                        ),
                     )
                 } else {
                     counter(&stats.timeouts);
-                    format!(
-                        "timeout: the handler ran past limits.timeout_ms ({} ms); ~{cpu_ms} ms of it computing, the rest waiting (tool calls, sleeps)",
-                        manifest.limits.timeout_ms
+                    (
+                        "timeout",
+                        format!(
+                            "timeout: the handler ran past limits.timeout_ms ({} ms); ~{cpu_ms} ms of it computing, the rest waiting (tool calls, sleeps)",
+                            manifest.limits.timeout_ms
+                        ),
                     )
                 };
-                CallOutcome::Retry {
+                let outcome = CallOutcome::Retry {
                     reason,
                     delay_ms: None,
-                }
+                };
+                (kind, outcome)
             }
             Ok(Ok(Ok(()))) => {
                 counter(&stats.done);
-                CallOutcome::Done
+                ("ok", CallOutcome::Done)
             }
             Ok(Ok(Err(HandlerError::Retry(r)))) => {
                 counter(&stats.handler_errors);
-                CallOutcome::Retry {
+                let outcome = CallOutcome::Retry {
                     reason: cap_error(format!("handler: {}", r.reason)),
                     delay_ms: r.delay_ms,
-                }
+                };
+                ("handler", outcome)
             }
             Ok(Ok(Err(HandlerError::Permanent(reason)))) => {
                 counter(&stats.handler_errors);
-                CallOutcome::Permanent(cap_error(format!("handler: {reason}")))
+                let outcome = CallOutcome::Permanent(cap_error(format!("handler: {reason}")));
+                ("handler", outcome)
             }
             Ok(Err(trap)) => {
                 let state = store.data();
-                counter(if state.cpu_exceeded {
-                    &stats.cpu_deadlines
+                let (kind, count) = if state.cpu_exceeded {
+                    ("cpu_deadline", &stats.cpu_deadlines)
                 } else if state.limiter.exceeded {
-                    &stats.memory_limits
+                    ("memory_limit", &stats.memory_limits)
                 } else {
-                    &stats.traps
-                });
-                CallOutcome::Retry {
+                    ("trap", &stats.traps)
+                };
+                counter(count);
+                let outcome = CallOutcome::Retry {
                     reason: cap_error(classify_trap(&trap, state, manifest)),
                     delay_ms: None,
-                }
+                };
+                (kind, outcome)
             }
         };
         let memory_peak_bytes = store.data().limiter.peak_bytes as u64;
@@ -525,6 +539,7 @@ impl Runtime {
             duration: started.elapsed(),
             logs: lines,
             memory_peak_bytes,
+            kind,
         }
     }
 }
