@@ -11,7 +11,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agenthook::store::{EventMeta, Ingested, NewEvent, Store, now_ms};
+use agenthook::clock::now_ms;
+use agenthook::store::{EventMeta, Ingested, NewEvent, Store};
 use anyhow::{Context, bail};
 use serde_json::json;
 

@@ -233,7 +233,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
         "load_after": loadavg(),
         "disk_sync_before": disk_before,
         "disk_sync_after": disk_after,
-        "started_unix_ms": agenthook::store::now_ms() - took.as_millis() as u64,
+        "started_unix_ms": agenthook::clock::now_ms() - took.as_millis() as u64,
         "duration_s": took.as_secs_f64(),
     });
     suite.report.write_json(&suite.opts.json, context)?;

@@ -19,7 +19,7 @@ impl Clock {
     }
 
     pub fn now_ms(&self) -> u64 {
-        crate::store::now_ms() + self.offset_ms.load(Ordering::Relaxed)
+        now_ms() + self.offset_ms.load(Ordering::Relaxed)
     }
 
     /// Move this clock forward (tests). Whoever sleeps on it must be woken to notice.
@@ -27,4 +27,13 @@ impl Clock {
         self.offset_ms
             .fetch_add(by.as_millis() as u64, Ordering::Relaxed);
     }
+}
+
+/// Milliseconds since the Unix epoch by the system clock, for what is not scheduled:
+/// stamps in logs and status, the simulator's timestamps.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

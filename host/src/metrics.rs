@@ -23,9 +23,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry as PromRegistry;
 use serde::Serialize;
 
+use crate::clock::now_ms;
 use crate::ingress::counters::{self, IngressCounters};
 use crate::runtime::registry::Registry;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 
 /// The `Content-Type` of `/metrics`.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

@@ -13,12 +13,13 @@ use http::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::clock::now_ms;
 use crate::config::Secret;
 use crate::http::{self as web, Body, Request};
 use crate::metrics;
 use crate::runtime::deploy::Deployer;
 use crate::runtime::registry::Registry;
-use crate::store::{Delivery, DeliveryStatus, EventFilter, EventMeta, Store, now_ms};
+use crate::store::{Delivery, DeliveryStatus, EventFilter, EventMeta, Store};
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;

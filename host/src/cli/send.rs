@@ -132,7 +132,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let body = read_payload(&args.file)?;
     let timestamp = match args.timestamp {
         Some(t) => t,
-        None => (crate::store::now_ms() / 1000) as i64,
+        None => (crate::clock::now_ms() / 1000) as i64,
     };
     let out = Outgoing {
         event_id: args.id.as_deref(),

@@ -31,11 +31,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use crate::clock::now_ms;
 use crate::config::{Config, ConfigError, Scheme, Secret, SourceConfig};
 use crate::http::{self as web, Body, Request};
 use crate::metrics::IngressMetrics;
 use crate::runtime::registry::Registry;
-use crate::store::{EventMeta, Ingested, NewEvent, Refusal, Store, now_ms};
+use crate::store::{EventMeta, Ingested, NewEvent, Refusal, Store};
 
 pub use counters::IngressCounters;
 

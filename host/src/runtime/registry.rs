@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
 
 use super::{CompiledPlugin, LoadError, Runtime};
+use crate::clock::now_ms;
 use crate::config::manifest::Manifest;
 use crate::config::{ConfigError, Secret, validate_name};
-use crate::store::now_ms;
 
 /// A plugin that could not be loaded; the message names the file and the problem.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::clock::now_ms;
 use crate::config::StoreConfig;
 pub use retention::{Janitor, PassReport};
 use writer::{Op, Tables};
@@ -891,14 +892,6 @@ fn decode_event(record: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
     let json = record.get(4..4 + len).ok_or_else(short)?;
     let meta = serde_json::from_slice(json).map_err(corrupt)?;
     Ok((meta, &record[4 + len..]))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@
 use sha2::{Digest, Sha256};
 
 use super::Tools;
+use crate::clock::now_ms;
 use crate::runtime::bindings::agenthook::plugin::events::Host;
 use crate::runtime::bindings::agenthook::plugin::types::ToolError;
-use crate::store::{EventMeta, Ingested, NewEvent, now_ms};
+use crate::store::{EventMeta, Ingested, NewEvent};
 
 /// The header that carries an emitted event's chain, as a JSON array of hops.
 pub const CHAIN_HEADER: &str = "agenthook-chain";
