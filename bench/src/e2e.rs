@@ -312,7 +312,9 @@ async fn completion(data_dir: &Path) -> anyhow::Result<Completion> {
     let mut done_times = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list_events(&EventFilter::default(), cursor, 1000, usize::MAX)?;
+        let page = store
+            .list_events(&EventFilter::default(), cursor, 1000, usize::MAX)
+            .await?;
         for (_, meta, deliveries) in &page.events {
             events += 1;
             first_received = first_received.min(meta.received_at_ms);

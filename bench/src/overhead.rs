@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agenthook::config::Config;
-use agenthook::runtime::registry::{Registry, build_plugin};
+use agenthook::plugins::{Registry, build_plugin};
 use agenthook::runtime::{Allocator, Runtime, RuntimeOptions, WitEvent};
 use agenthook::store::{EventMeta, Store};
 use agenthook::tools::{Services, Tools};
@@ -133,7 +133,11 @@ pub async fn per_delivery(
         false,
     )?;
     let store = Store::open(data.path(), &config.store)?;
-    let services = Arc::new(Services::new(&config, Arc::new(Registry::default()))?);
+    let services = Arc::new(Services::new(
+        &config,
+        Arc::new(Registry::default()),
+        agenthook::clock::Clock::system(),
+    )?);
     let meta = EventMeta {
         source: "demo".into(),
         event_id: "evt_bench".into(),
@@ -149,7 +153,7 @@ pub async fn per_delivery(
         let id = i as u64 + 1;
         let key = format!("agenthook:{id}:noop");
         let tools = Tools::new(
-            &plugin,
+            &plugin.access,
             id,
             &meta,
             key.clone(),

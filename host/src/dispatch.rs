@@ -19,8 +19,9 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::manifest::RetryPolicy;
-use crate::metrics::{AttemptRecord, DeliveryMetrics, Health};
-use crate::runtime::registry::{Plugin, Registry};
+use crate::health::Health;
+use crate::metrics::{AttemptRecord, DeliveryMetrics};
+use crate::plugins::{Plugin, Registry};
 use crate::runtime::{CallOutcome, MAX_INSTANCES, Runtime, WitEvent};
 use crate::store::{Attempt, AttemptOutcome, DueBatch, EventId, Next, Store};
 use crate::tools::{Services as ToolServices, Tools};
@@ -93,7 +94,7 @@ impl Dispatcher {
         tokio::pin!(shutdown);
         let mut tasks = JoinSet::new();
         loop {
-            let next_due = self.dispatch_due(&mut tasks);
+            let next_due = self.dispatch_due(&mut tasks).await;
             while tasks.try_join_next().is_some() {}
             let sleep = match next_due {
                 Some(at) => Duration::from_millis(at.saturating_sub(self.clock.now_ms())),
@@ -133,7 +134,7 @@ impl Dispatcher {
 
     /// Start every due delivery that has a free permit. Returns when the next
     /// delivery that could not start now is due (None: nothing is waiting on time).
-    fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Option<u64> {
+    async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Option<u64> {
         let now = self.clock.now_ms();
         let mut next_due: Option<u64> = None;
         for plugin in self.registry.snapshot().values() {
@@ -145,11 +146,11 @@ impl Dispatcher {
                 let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
                 inflight.iter().filter(|(_, p)| *p == plugin.name).count()
             };
-            let DueBatch { due, later } = match self.store.due(
-                &plugin.name,
-                now,
-                free + inflight_here,
-            ) {
+            let DueBatch { due, later } = match self
+                .store
+                .due(&plugin.name, now, free + inflight_here)
+                .await
+            {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(plugin = %plugin.name, error = %e, "cannot read the due queue");
@@ -218,7 +219,7 @@ impl Dispatcher {
                 return;
             }
         };
-        let event = match self.store.event(id) {
+        let event = match self.store.event(id).await {
             Ok(Some(e)) => e,
             Ok(None) => {
                 tracing::error!(
@@ -254,7 +255,7 @@ impl Dispatcher {
             body: event.body,
         };
         let tools = Tools::new(
-            plugin,
+            &plugin.access,
             id,
             &event.meta,
             wit_event.idempotency_key.clone(),

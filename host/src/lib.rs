@@ -14,13 +14,16 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod health;
 pub mod http;
 pub mod ingress;
 pub mod metrics;
+pub mod plugins;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
+pub mod wit;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -30,8 +33,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use config::{Config, ConfigError, Secret};
+use plugins::{PluginError, Registry};
 use runtime::Runtime;
-use runtime::registry::{PluginError, Registry};
 use store::{Store, StoreError};
 
 /// Why the host could not start or keep running.
@@ -75,7 +78,7 @@ pub struct Host {
     /// Shared by the tools of every attempt: HTTP clients, SMTP transport, emit routing.
     tools: Arc<tools::Services>,
     /// Hot (re)load and removal of plugins: the watcher and the admin API use it.
-    deployer: Arc<runtime::deploy::Deployer>,
+    deployer: Arc<plugins::deploy::Deployer>,
     /// Where a generated admin token was written, if one was.
     pub admin_token_file: Option<PathBuf>,
 }
@@ -111,15 +114,18 @@ impl Host {
 
         let rt = runtime.clone();
         let dir = config.server.plugins_dir.clone();
-        let plugins = tokio::task::spawn_blocking(move || runtime::registry::load_dir(&rt, &dir))
+        let plugins = tokio::task::spawn_blocking(move || plugins::load_dir(&rt, &dir))
             .await
             .map_err(|e| RunError::Runtime(wasmtime::Error::msg(e.to_string())))??;
         let registry = Arc::new(Registry::new(store.due_changed()));
-        let tools = Arc::new(tools::Services::new(&config, registry.clone())?);
-        let deployer = Arc::new(runtime::deploy::Deployer::new(
+        let tools = Arc::new(tools::Services::new(
+            &config,
+            registry.clone(),
+            clock.clone(),
+        )?);
+        let deployer = Arc::new(plugins::deploy::Deployer::new(
             runtime.clone(),
             registry.clone(),
-            store.clone(),
             tools.clone(),
             config.server.plugins_dir.clone(),
             config.sources.keys().cloned().collect(),
@@ -175,20 +181,23 @@ impl Host {
             }
         };
 
-        let mut ingress =
-            ingress::Ingress::new(&self.config, self.store.clone(), self.registry.clone())?;
+        let health = health::Health::new(self.store.clone(), self.registry.clone());
+        let ingress = ingress::Ingress::new(
+            &self.config,
+            self.store.clone(),
+            self.registry.clone(),
+            self.clock.clone(),
+            health.clone(),
+        )?;
         let telemetry = metrics::Sources {
             store: self.store.clone(),
             registry: self.registry.clone(),
-            ingress: ingress.counters(),
-            ingress_metrics: ingress.metrics(),
+            ingress: ingress.metrics(),
             deliveries: metrics::DeliveryMetrics::default(),
             tools: self.tools.metrics(),
-            health: metrics::Health::new(),
+            health: health.clone(),
         };
-        ingress.set_readiness(telemetry.clone());
         let ingress = Arc::new(ingress);
-        let health = telemetry.health.clone();
         // Running from before the ports answer until the loop ends (or panics), so
         // /readyz never reports a dispatcher that is merely not scheduled yet.
         let running = health.dispatcher_running();
@@ -226,7 +235,7 @@ impl Host {
         });
         let clock = self.clock.clone();
         let janitor_task = tokio::spawn(janitor.run(move || clock.now_ms(), stopped()));
-        let watch_task = tokio::spawn(runtime::watch::run(self.deployer.clone(), stopped()));
+        let watch_task = tokio::spawn(plugins::watch::run(self.deployer.clone(), stopped()));
 
         shutdown.await;
         tracing::info!("shutting down: draining requests and deliveries");
@@ -237,13 +246,7 @@ impl Host {
         let _ = janitor_task.await;
         let _ = watch_task.await;
         let _ = admin_task.await;
-        let Host {
-            store, deployer, ..
-        } = self;
-        // The deployer holds a store handle (for trial instantiations): release it so
-        // the store closes now, not when this function returns.
-        drop(deployer);
-        store.close().await;
+        self.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! Read-only over the store and registry; it never changes what ingress stored.
 
 mod plugins;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -17,8 +18,8 @@ use crate::clock::now_ms;
 use crate::config::Secret;
 use crate::http::{self as web, Body, Request};
 use crate::metrics;
-use crate::runtime::deploy::Deployer;
-use crate::runtime::registry::Registry;
+use crate::plugins::Registry;
+use crate::plugins::deploy::Deployer;
 use crate::store::{Delivery, DeliveryStatus, EventFilter, EventMeta, Store};
 
 const DEFAULT_PAGE: usize = 50;
@@ -129,25 +130,17 @@ impl Admin {
             }
             (&Method::GET, ["admin", "v1", "status"]) => {
                 tokio::task::spawn_blocking(move || {
-                    serde_json::to_value(this.telemetry.status()).map_err(|e| {
+                    serde_json::to_value(status::report(&this.telemetry)).map_err(|e| {
                         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
                     })
                 })
                 .await
             }
-            (&Method::GET, ["admin", "v1", "events"]) => {
-                tokio::task::spawn_blocking(move || this.list_events(&query)).await
-            }
-            (&Method::GET, ["admin", "v1", "events", id]) => {
-                let id = id.to_string();
-                tokio::task::spawn_blocking(move || this.show_event(&id)).await
-            }
-            (&Method::GET, ["admin", "v1", "dlq"]) => {
-                tokio::task::spawn_blocking(move || this.list_dlq(&query)).await
-            }
+            (&Method::GET, ["admin", "v1", "events"]) => Ok(this.list_events(&query).await),
+            (&Method::GET, ["admin", "v1", "events", id]) => Ok(this.show_event(id).await),
+            (&Method::GET, ["admin", "v1", "dlq"]) => Ok(this.list_dlq(&query).await),
             (&Method::GET, ["admin", "v1", "plugins", name, "kv"]) => {
-                let name = name.to_string();
-                tokio::task::spawn_blocking(move || this.list_kv(&name, &query)).await
+                Ok(this.list_kv(name, &query).await)
             }
             _ => Ok(Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -169,11 +162,12 @@ impl Admin {
         }
     }
 
-    fn list_events(&self, q: &[(String, String)]) -> Result<Value, ApiError> {
+    async fn list_events(&self, q: &[(String, String)]) -> Result<Value, ApiError> {
         let (filter, before, limit) = parse_list_query(q)?;
         let page = self
             .store
             .list_events(&filter, before, limit, SCAN_LIMIT)
+            .await
             .map_err(ApiError::store)?;
         let events: Vec<Value> = page
             .events
@@ -186,18 +180,19 @@ impl Admin {
         }))
     }
 
-    fn show_event(&self, id: &str) -> Result<Value, ApiError> {
+    async fn show_event(&self, id: &str) -> Result<Value, ApiError> {
         let id: u64 = id.parse().map_err(|_| {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no event with this id")
         })?;
         let event = self
             .store
             .event(id)
+            .await
             .map_err(ApiError::store)?
             .ok_or_else(|| {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no event with this id")
             })?;
-        let deliveries = self.store.deliveries(id).map_err(ApiError::store)?;
+        let deliveries = self.store.deliveries(id).await.map_err(ApiError::store)?;
         let mut v = event_summary(id, &event.meta, &deliveries);
         v["headers"] = json!(event.meta.headers);
         match std::str::from_utf8(&event.body) {
@@ -209,12 +204,13 @@ impl Admin {
     }
 
     /// Dead deliveries, newest event first: one row per (event, plugin).
-    fn list_dlq(&self, q: &[(String, String)]) -> Result<Value, ApiError> {
+    async fn list_dlq(&self, q: &[(String, String)]) -> Result<Value, ApiError> {
         let (mut filter, before, limit) = parse_list_query(q)?;
         filter.status = Some(DeliveryStatus::Dead);
         let page = self
             .store
             .list_events(&filter, before, limit, SCAN_LIMIT)
+            .await
             .map_err(ApiError::store)?;
         let mut rows = Vec::new();
         for (id, meta, deliveries) in &page.events {
@@ -245,6 +241,7 @@ impl Admin {
         let event = self
             .store
             .event(id)
+            .await
             .map_err(ApiError::store)?
             .ok_or_else(|| {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no event with this id")
@@ -258,6 +255,7 @@ impl Admin {
                 let has_delivery = self
                     .store
                     .delivery(id, p)
+                    .await
                     .map_err(ApiError::store)?
                     .is_some();
                 if !has_delivery && !subscribed.contains(p) {
@@ -338,7 +336,7 @@ impl Admin {
         match ids {
             Some(ids) => {
                 for id in ids {
-                    for d in self.store.deliveries(id).map_err(ApiError::store)? {
+                    for d in self.store.deliveries(id).await.map_err(ApiError::store)? {
                         if filter.matches_delivery(&d) {
                             targets.push((id, d.plugin));
                         }
@@ -346,32 +344,25 @@ impl Admin {
                 }
             }
             None => {
-                let store = self.store.clone();
-                let f = filter.clone();
-                targets = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-                    let mut out = Vec::new();
-                    let mut before = None;
-                    loop {
-                        let page = store
-                            .list_events(&f, before, MAX_PAGE, SCAN_LIMIT)
-                            .map_err(ApiError::store)?;
-                        for (id, _, ds) in &page.events {
-                            out.extend(
-                                ds.iter()
-                                    .filter(|d| f.matches_delivery(d))
-                                    .map(|d| (*id, d.plugin.clone())),
-                            );
-                        }
-                        match page.next_cursor {
-                            Some(c) => before = Some(c),
-                            None => return Ok(out),
-                        }
+                let mut before = None;
+                loop {
+                    let page = self
+                        .store
+                        .list_events(&filter, before, MAX_PAGE, SCAN_LIMIT)
+                        .await
+                        .map_err(ApiError::store)?;
+                    for (id, _, ds) in &page.events {
+                        targets.extend(
+                            ds.iter()
+                                .filter(|d| filter.matches_delivery(d))
+                                .map(|d| (*id, d.plugin.clone())),
+                        );
                     }
-                })
-                .await
-                .map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-                })??;
+                    match page.next_cursor {
+                        Some(c) => before = Some(c),
+                        None => break,
+                    }
+                }
             }
         }
 
@@ -400,7 +391,7 @@ impl Admin {
         }
     }
 
-    fn list_kv(&self, plugin: &str, q: &[(String, String)]) -> Result<Value, ApiError> {
+    async fn list_kv(&self, plugin: &str, q: &[(String, String)]) -> Result<Value, ApiError> {
         let mut prefix = String::new();
         let mut start_after = None;
         let mut limit = 100;
@@ -421,6 +412,7 @@ impl Admin {
         let entries = self
             .store
             .kv_list(plugin, &prefix, start_after.as_deref(), limit, true)
+            .await
             .map_err(ApiError::store)?;
         let next = (entries.len() == limit).then(|| entries.last().map(|(k, _)| k.clone()));
         let entries: Vec<Value> = entries

@@ -1,7 +1,7 @@
 //! `/admin/v1/plugins`: list the loaded plugins, show one, deploy (`PUT`) and remove
 //! (`DELETE`) them in the running host.
 //!
-//! A deploy is validated before it replaces anything (see `runtime::deploy`); a refused
+//! A deploy is validated before it replaces anything (see `plugins::deploy`); a refused
 //! one answers 422 with the reason and leaves the running version serving.
 //!
 //! Wire format of `PUT /admin/v1/plugins/{name}` — one JSON object:
@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use super::Admin;
 use crate::config::validate_name;
 use crate::http::{self as web, Body, Request};
-use crate::runtime::deploy::Action;
-use crate::runtime::registry::{Plugin, PluginError};
+use crate::plugins::deploy::Action;
+use crate::plugins::{Plugin, PluginError};
 use crate::runtime::{MAX_COMPONENT_BYTES, MAX_ERROR_BYTES, cache};
 
 /// Largest deploy body: the largest component in base64, plus room for the manifest.

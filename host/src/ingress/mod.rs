@@ -8,7 +8,6 @@
 //! event, nothing refused here is stored, and no secret or computed signature is ever
 //! logged or sent back.
 
-pub mod counters;
 pub mod github;
 pub mod hmac;
 #[cfg(test)]
@@ -31,14 +30,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::clock::now_ms;
 use crate::config::{Config, ConfigError, Scheme, Secret, SourceConfig};
+use crate::health::Health;
 use crate::http::{self as web, Body, Request};
-use crate::metrics::IngressMetrics;
-use crate::runtime::registry::Registry;
+use crate::metrics::ingress::{CHALLENGE, DUPLICATE, IngressMetrics, STORED};
+use crate::plugins::Registry;
 use crate::store::{EventMeta, Ingested, NewEvent, Refusal, Store};
-
-pub use counters::IngressCounters;
 
 /// What a verified request told us about the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -488,11 +487,12 @@ pub struct Ingress {
     sources: HashMap<String, Verifier>,
     store: Store,
     registry: Arc<Registry>,
+    /// Stamps each stored event (tests move it forward).
+    clock: Clock,
     max_body_bytes: usize,
-    counters: Arc<IngressCounters>,
     metrics: IngressMetrics,
-    /// What `/readyz` checks; `None` answers ready whenever the process is up.
-    readiness: Option<crate::metrics::Sources>,
+    /// What `/readyz` answers.
+    health: Arc<Health>,
 }
 
 impl Ingress {
@@ -500,6 +500,8 @@ impl Ingress {
         config: &Config,
         store: Store,
         registry: Arc<Registry>,
+        clock: Clock,
+        health: Arc<Health>,
     ) -> Result<Ingress, ConfigError> {
         let sources = config
             .sources
@@ -510,34 +512,21 @@ impl Ingress {
             sources,
             store,
             registry,
+            clock,
             max_body_bytes: config.server.max_body_bytes,
-            counters: Arc::new(IngressCounters::new(config.sources.keys())),
-            metrics: IngressMetrics::default(),
-            readiness: None,
+            metrics: IngressMetrics::new(config.sources.keys()),
+            health,
         })
     }
 
-    /// Requests counted per source and outcome, for `/metrics`.
-    pub fn counters(&self) -> Arc<IngressCounters> {
-        self.counters.clone()
-    }
-
-    /// Requests counted per source and HTTP status, for `/metrics`.
+    /// Requests counted per source, outcome and HTTP status, for `/metrics`.
     pub fn metrics(&self) -> IngressMetrics {
         self.metrics.clone()
     }
 
-    /// Answer `/readyz` from these checks.
-    pub fn set_readiness(&mut self, sources: crate::metrics::Sources) {
-        self.readiness = Some(sources);
-    }
-
     /// `/readyz`: 200 when every check passes, else 503 naming the failing ones.
     fn readyz(&self) -> Response<Body> {
-        let Some(sources) = &self.readiness else {
-            return web::json(StatusCode::OK, &serde_json::json!({"status": "ready"}));
-        };
-        let checks = sources.readiness();
+        let checks = self.health.checks();
         let ready = checks.iter().all(|c| c.ok);
         let status = if ready {
             StatusCode::OK
@@ -569,8 +558,8 @@ impl Ingress {
                 };
                 let span =
                     tracing::info_span!("webhook", source = label, event = tracing::field::Empty);
-                let resp = self.clone().hook(source, req).instrument(span).await;
-                self.metrics.request(label, resp.status().as_u16());
+                let (resp, outcome) = self.clone().hook(source, req).instrument(span).await;
+                self.metrics.record(source, outcome, resp.status().as_u16());
                 resp
             }
             _ => web::error(
@@ -581,8 +570,8 @@ impl Ingress {
         }
     }
 
-    /// A request to `/hooks/{source}`.
-    async fn hook(self: Arc<Self>, source: &str, req: Request) -> Response<Body> {
+    /// A request to `/hooks/{source}`: the answer, and the outcome it is counted as.
+    async fn hook(self: Arc<Self>, source: &str, req: Request) -> (Response<Body>, &'static str) {
         if req.method() != Method::POST {
             let mut resp = web::error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -591,12 +580,11 @@ impl Ingress {
             );
             resp.headers_mut()
                 .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
-            return resp;
+            return (resp, "method_not_allowed");
         }
         match self.receive(source, req).await {
-            Ok(resp) => resp,
+            Ok(accepted) => accepted,
             Err(r) => {
-                self.counters.count(source, r.reason);
                 tracing::info!(
                     reason = r.reason,
                     status = r.status.as_u16(),
@@ -607,12 +595,16 @@ impl Ingress {
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
                 }
-                resp
+                (resp, r.reason)
             }
         }
     }
 
-    async fn receive(&self, source: &str, req: Request) -> Result<Response<Body>, Rejection> {
+    async fn receive(
+        &self,
+        source: &str,
+        req: Request,
+    ) -> Result<(Response<Body>, &'static str), Rejection> {
         let Some(verifier) = self.sources.get(source) else {
             return Err(Rejection {
                 status: StatusCode::NOT_FOUND,
@@ -651,19 +643,21 @@ impl Ingress {
             }
         };
 
-        let now = now_ms();
-        let verified = match verifier.verify(&parts.headers, &body, (now / 1000) as i64)? {
+        // Signature timestamps are checked against real time (the sender signed with
+        // it); the stored event is stamped with the host's clock, which schedules it.
+        let now_secs = (now_ms() / 1000) as i64;
+        let verified = match verifier.verify(&parts.headers, &body, now_secs)? {
             Accepted::Event(v) => {
                 crate::telemetry::join_event_trace(&tracing::Span::current(), source, &v.event_id);
                 v
             }
             Accepted::Challenge(challenge) => {
-                self.counters.count(source, counters::CHALLENGE);
                 tracing::info!(source, "answered a url_verification challenge");
-                return Ok(web::json(
+                let resp = web::json(
                     StatusCode::OK,
                     &serde_json::json!({ "challenge": challenge }),
-                ));
+                );
+                return Ok((resp, CHALLENGE));
             }
         };
         let headers = parts
@@ -677,28 +671,20 @@ impl Ingress {
             })
             .collect();
         let plugins = self.registry.subscribers(source, &verified.event_type);
-        self.store
-            .admit(&plugins)
-            .map_err(|refusal| match refusal {
-                Refusal::QueueFull(plugin) => Rejection {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    reason: "queue_full",
-                    message: format!(
-                        "plugin `{plugin}` has too many deliveries waiting; retry later"
-                    ),
-                },
-                Refusal::DiskFull { .. } => Rejection {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    reason: "disk_full",
-                    message: "the host is low on disk space; retry later".into(),
-                },
-            })?;
+        self.store.admit(&plugins).map_err(|refusal| Rejection {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: match refusal {
+                Refusal::QueueFull(_) => "queue_full",
+                Refusal::DiskFull { .. } => "disk_full",
+            },
+            message: refusal.to_string(),
+        })?;
         let event = NewEvent {
             meta: EventMeta {
                 source: source.to_string(),
                 event_id: verified.event_id.clone(),
                 event_type: verified.event_type.clone(),
-                received_at_ms: now,
+                received_at_ms: self.clock.now_ms(),
                 headers,
             },
             body,
@@ -706,25 +692,24 @@ impl Ingress {
         };
         match self.store.ingest(event).await {
             Ok(Ingested::Stored(id)) => {
-                self.counters.count(source, counters::STORED);
                 tracing::Span::current().record("event", id);
                 tracing::info!(event = id, event_id = %verified.event_id, event_type = %verified.event_type, "webhook stored");
-                Ok(web::json(
+                let resp = web::json(
                     StatusCode::OK,
                     &serde_json::json!({"status": "stored", "id": id.to_string()}),
-                ))
+                );
+                Ok((resp, STORED))
             }
             Ok(Ingested::Duplicate(id)) => {
-                self.counters.count(source, counters::DUPLICATE);
                 tracing::Span::current().record("event", id);
                 tracing::info!(event = id, event_id = %verified.event_id, "duplicate webhook acknowledged");
-                Ok(web::json(
+                let resp = web::json(
                     StatusCode::OK,
                     &serde_json::json!({"status": "duplicate", "id": id.to_string()}),
-                ))
+                );
+                Ok((resp, DUPLICATE))
             }
             Err(e) => {
-                self.counters.count(source, "store_unavailable");
                 tracing::error!(source, error = %e, "could not store a webhook");
                 let mut resp = web::error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -733,7 +718,7 @@ impl Ingress {
                 );
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-                Ok(resp)
+                Ok((resp, "store_unavailable"))
             }
         }
     }

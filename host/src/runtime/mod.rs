@@ -12,10 +12,7 @@
 //! within the manifest's memory limit. Compiled code is cached on disk (`cache`).
 
 pub mod cache;
-pub mod deploy;
 pub mod output;
-pub mod registry;
-pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,19 +29,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::manifest::{MAX_MEMORY_MB, Manifest};
 use crate::tools::Tools;
+use crate::wit;
 use output::CapturedOutput;
 
-/// The generated bindings of the `agenthook:plugin` WIT package.
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "handler",
-        imports: { default: async },
-        exports: { default: async },
-    });
-}
-
-pub use bindings::agenthook::plugin::types::{Event as WitEvent, HandlerError};
+pub use crate::wit::{HandlerError, WitEvent};
 
 /// How often the epoch advances; the CPU deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -139,7 +127,7 @@ impl Drop for Runtime {
 
 /// A compiled, linked plugin ready to instantiate.
 pub struct CompiledPlugin {
-    pre: bindings::HandlerPre<Invocation>,
+    pre: wit::HandlerPre<Invocation>,
     /// Hex SHA-256 of the component bytes: the plugin version recorded with attempts.
     pub version: String,
     /// Whether the code came from the compile cache, and how long loading took.
@@ -304,7 +292,7 @@ impl Runtime {
 
         let mut linker = Linker::<Invocation>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Handler::add_to_linker::<_, HasSelf<Tools>>(&mut linker, |s| &mut s.tools)?;
+        wit::Handler::add_to_linker::<_, HasSelf<Tools>>(&mut linker, |s| &mut s.tools)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (ticker_engine, stop) = (engine.clone(), stop_ticker.clone());
@@ -351,7 +339,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(LoadError::Imports)?;
-        let pre = bindings::HandlerPre::new(pre).map_err(LoadError::Exports)?;
+        let pre = wit::HandlerPre::new(pre).map_err(LoadError::Exports)?;
         Ok(CompiledPlugin {
             pre,
             version,

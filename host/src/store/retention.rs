@@ -1,33 +1,22 @@
-//! Retention: events whose deliveries are all finished, dead letters, and dedup keys are
-//! removed once older than their keep time, in small transactions that share the
-//! writer's group commits, so that ingress never stalls behind a clean-up. Deliveries
-//! still queued are never removed.
+//! Retention: dedup keys, events whose deliveries are all done, and dead letters are
+//! removed once older than their keep time (`[store]` `dedup_window`, `done_retention`,
+//! `dead_retention`). The [`Janitor`] decides when and with which cut-offs; the backend
+//! removes, in steps small enough that ingress never stalls behind a clean-up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redb::ReadableDatabase;
+use super::{Store, StoreError};
+use crate::config::StoreConfig;
 
-use super::*;
-
-/// Events removed per write, and dedup keys forgotten per write.
-const CHUNK: usize = 500;
-/// Events examined per pass at most.
-const SCAN_PER_PASS: usize = 20_000;
-
-/// Whether a finished delivery has outlived its retention (`*_before_ms` are cut-offs).
-pub(super) fn expired(
-    d: &Delivery,
-    _received_at_ms: u64,
-    done_before_ms: u64,
-    dead_before_ms: u64,
-) -> bool {
-    match d.status {
-        DeliveryStatus::Done => d.updated_at_ms < done_before_ms,
-        DeliveryStatus::Dead => d.updated_at_ms < dead_before_ms,
-        _ => false,
-    }
+/// The cut-offs of one pass, in Unix ms: what was received (dedup keys) or finished
+/// (events) before them has outlived its keep time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub dedup_before_ms: u64,
+    pub done_before_ms: u64,
+    pub dead_before_ms: u64,
 }
 
 /// What one retention pass removed.
@@ -41,9 +30,6 @@ pub struct PassReport {
 pub struct Janitor {
     store: Store,
     config: StoreConfig,
-    /// Where the last pass stopped, so events pinned by queued deliveries at the old end
-    /// are not rescanned forever.
-    cursor: AtomicU64,
     /// Removed so far (for logs and tests).
     pub removed_events: Arc<AtomicU64>,
 }
@@ -53,7 +39,6 @@ impl Janitor {
         Janitor {
             store,
             config,
-            cursor: AtomicU64::new(0),
             removed_events: Arc::default(),
         }
     }
@@ -92,76 +77,17 @@ impl Janitor {
 
     /// One pass at time `now_ms`.
     pub async fn pass(&self, now_ms: u64) -> Result<PassReport, StoreError> {
-        let mut report = PassReport::default();
-        let dedup_before = now_ms.saturating_sub(self.config.dedup_window_ms);
-        loop {
-            let n = self
-                .store
-                .write(move |t| t.expire_dedup(dedup_before, CHUNK))
-                .await?;
-            report.dedup_keys_removed += n;
-            if n < CHUNK {
-                break;
-            }
-        }
-
-        let done_before = now_ms.saturating_sub(self.config.done_retention_ms);
-        let dead_before = now_ms.saturating_sub(self.config.dead_retention_ms);
-        let candidates = self.candidates(done_before, dead_before)?;
-        for chunk in candidates.chunks(CHUNK) {
-            let ids = chunk.to_vec();
-            let n = self
-                .store
-                .write(move |t| t.remove_expired(&ids, done_before, dead_before))
-                .await?;
-            report.events_removed += n;
-        }
+        let c = &self.config;
+        let report = self
+            .store
+            .expire(Retention {
+                dedup_before_ms: now_ms.saturating_sub(c.dedup_window_ms),
+                done_before_ms: now_ms.saturating_sub(c.done_retention_ms),
+                dead_before_ms: now_ms.saturating_sub(c.dead_retention_ms),
+            })
+            .await?;
         self.removed_events
             .fetch_add(report.events_removed as u64, Ordering::Relaxed);
         Ok(report)
-    }
-
-    /// Events that look removable, read from a snapshot; the write re-checks each.
-    fn candidates(&self, done_before: u64, dead_before: u64) -> Result<Vec<EventId>, StoreError> {
-        let cutoff = done_before.max(dead_before);
-        let read = self.store.db.begin_read().map_err(db)?;
-        let events = read.open_table(EVENTS).map_err(db)?;
-        let deliveries = read.open_table(DELIVERIES).map_err(db)?;
-        let start = self.cursor.load(Ordering::Relaxed);
-        let mut out = Vec::new();
-        let mut last = None;
-        let mut reached_end = true;
-        for (scanned, entry) in events.range(start..).map_err(db)?.enumerate() {
-            if scanned >= SCAN_PER_PASS {
-                reached_end = false;
-                break;
-            }
-            let (k, v) = entry.map_err(db)?;
-            let id = k.value();
-            let Ok((meta, _)) = decode_event(v.value()) else {
-                continue;
-            };
-            if meta.received_at_ms >= cutoff {
-                // Everything from here on is newer (ids follow arrival).
-                break;
-            }
-            last = Some(id);
-            let ds = read_deliveries(&deliveries, id)?;
-            let removable = if ds.is_empty() {
-                meta.received_at_ms < done_before
-            } else {
-                ds.iter()
-                    .all(|d| expired(d, meta.received_at_ms, done_before, dead_before))
-            };
-            if removable {
-                out.push(id);
-            }
-        }
-        let next = match (reached_end, last) {
-            (false, Some(id)) => id + 1,
-            _ => 0,
-        };
-        self.cursor.store(next, Ordering::Relaxed);
-        Ok(out)
     }
 }

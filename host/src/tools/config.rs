@@ -2,7 +2,7 @@
 //! resolved by the host. A key the manifest does not list does not exist.
 
 use super::Tools;
-use crate::runtime::bindings::agenthook::plugin::config::Host;
+use crate::wit::agenthook::plugin::config::Host;
 
 impl Host for Tools {
     // Not counted against the tool-call limits: it is an in-memory lookup, and its

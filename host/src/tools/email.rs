@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::Tools;
 use crate::config::{ConfigError, EmailConfig, SmtpTls};
-use crate::runtime::bindings::agenthook::plugin::email::{Host, Message};
-use crate::runtime::bindings::agenthook::plugin::types::ToolError;
+use crate::wit::agenthook::plugin::email::{Host, Message};
+use crate::wit::agenthook::plugin::types::ToolError;
 
 pub const MAX_RECIPIENTS: usize = 50;
 pub const MAX_SUBJECT_BYTES: usize = 998;

@@ -12,10 +12,9 @@
 use sha2::{Digest, Sha256};
 
 use super::Tools;
-use crate::clock::now_ms;
-use crate::runtime::bindings::agenthook::plugin::events::Host;
-use crate::runtime::bindings::agenthook::plugin::types::ToolError;
 use crate::store::{EventMeta, Ingested, NewEvent};
+use crate::wit::agenthook::plugin::events::Host;
+use crate::wit::agenthook::plugin::types::ToolError;
 
 /// The header that carries an emitted event's chain, as a JSON array of hops.
 pub const CHAIN_HEADER: &str = "agenthook-chain";
@@ -112,16 +111,13 @@ impl Host for Tools {
             let key = key.unwrap_or_else(|| format!("#{position}"));
             let event_id = emit_id(&self.origin.idempotency_key, &event_type, &key);
             let source = format!("plugin:{}", self.plugin);
-            let plugins = services.registry.subscribers(&source, &event_type);
-            if let Some(full) = plugins
-                .iter()
-                .find(|p| self.store.queue_depth(p) >= services.max_queue_per_plugin)
-            {
-                return Err(ToolError::Limited(format!(
-                    "plugin {full} already has {} deliveries waiting (store.max_queue_per_plugin)",
-                    self.store.queue_depth(full)
-                )));
-            }
+            let plugins = services.routes.subscribers(&source, &event_type);
+            let store = self.store()?;
+            // The same admission as a webhook's: a full subscriber queue or a full disk
+            // pushes back on the emitting plugin.
+            store
+                .admit(&plugins)
+                .map_err(|refusal| ToolError::Limited(refusal.to_string()))?;
             let chain_json = serde_json::to_string(&chain)
                 .map_err(|e| ToolError::Failed(format!("cannot encode the chain: {e}")))?;
             let event = NewEvent {
@@ -129,7 +125,7 @@ impl Host for Tools {
                     source,
                     event_id: event_id.clone(),
                     event_type: event_type.clone(),
-                    received_at_ms: now_ms(),
+                    received_at_ms: services.clock.now_ms(),
                     headers: vec![
                         ("content-type".into(), "application/json".into()),
                         ("agenthook-emitted-by".into(), self.plugin.to_string()),
@@ -140,7 +136,7 @@ impl Host for Tools {
                 body: json.into(),
                 plugins,
             };
-            let id = match self.store.ingest(event).await? {
+            let id = match store.ingest(event).await? {
                 Ingested::Stored(id) => {
                     tracing::info!(plugin = &*self.plugin, parent = self.event, id, %event_type, "event emitted");
                     id

@@ -26,8 +26,8 @@ use tokio::sync::Semaphore;
 
 use super::Tools;
 use crate::config::manifest::{GrantHost, default_port};
-use crate::runtime::bindings::agenthook::plugin::http::{Host, Request, Response};
-use crate::runtime::bindings::agenthook::plugin::types::ToolError;
+use crate::wit::agenthook::plugin::http::{Host, Request, Response};
+use crate::wit::agenthook::plugin::types::ToolError;
 
 /// A request without `timeout-ms` gives up after this long (or at the plugin's deadline).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

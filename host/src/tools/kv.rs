@@ -3,9 +3,9 @@
 //! never name another's keys.
 
 use super::Tools;
-use crate::runtime::bindings::agenthook::plugin::kv::Host;
-use crate::runtime::bindings::agenthook::plugin::types::ToolError;
 use crate::store::StoreError;
+use crate::wit::agenthook::plugin::kv::Host;
+use crate::wit::agenthook::plugin::types::ToolError;
 
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
@@ -39,7 +39,7 @@ impl Host for Tools {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, ToolError> {
         let result: Result<_, ToolError> = async {
             self.kv_allowed(&key)?;
-            Ok(self.store.kv_get(&self.plugin, &key)?)
+            Ok(self.store()?.kv_get(&self.plugin, &key).await?)
         }
         .await;
         self.tally("kv.get", result)
@@ -57,7 +57,7 @@ impl Host for Tools {
                     value.len()
                 )));
             }
-            Ok(self.store.kv_set(&self.plugin, &key, value).await?)
+            Ok(self.store()?.kv_set(&self.plugin, &key, value).await?)
         }
         .await;
         self.tally("kv.set", result)
@@ -66,7 +66,7 @@ impl Host for Tools {
     async fn delete(&mut self, key: String) -> Result<bool, ToolError> {
         let result: Result<_, ToolError> = async {
             self.kv_allowed(&key)?;
-            Ok(self.store.kv_delete(&self.plugin, &key).await?)
+            Ok(self.store()?.kv_delete(&self.plugin, &key).await?)
         }
         .await;
         self.tally("kv.delete", result)
@@ -81,9 +81,10 @@ impl Host for Tools {
         let result: Result<_, ToolError> = async {
             self.kv_allowed(&prefix)?;
             let limit = limit.clamp(1, MAX_LIST) as usize;
-            let entries =
-                self.store
-                    .kv_list(&self.plugin, &prefix, start_after.as_deref(), limit, false)?;
+            let entries = self
+                .store()?
+                .kv_list(&self.plugin, &prefix, start_after.as_deref(), limit, false)
+                .await?;
             Ok(entries.into_iter().map(|(k, _)| k).collect())
         }
         .await;

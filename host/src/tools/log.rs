@@ -2,7 +2,7 @@
 //! tagged with the plugin and event. Always granted; capped per attempt.
 
 use super::Tools;
-use crate::runtime::bindings::agenthook::plugin::log::{Host, Level};
+use crate::wit::agenthook::plugin::log::{Host, Level};
 
 impl Host for Tools {
     async fn write(&mut self, level: Level, message: String) {

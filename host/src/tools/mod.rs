@@ -16,12 +16,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::manifest::Grants;
+use crate::clock::Clock;
+use crate::config::manifest::{Grants, Manifest};
 use crate::config::{Config, ConfigError, Secret};
 use crate::metrics::{ToolLabels, ToolMetrics};
-use crate::runtime::bindings::agenthook::plugin::types::{self, ToolError};
-use crate::runtime::registry::{Plugin, Registry};
 use crate::store::{EventId, EventMeta, Store};
+use crate::wit::agenthook::plugin::types::{self, ToolError};
 
 pub use emit::CHAIN_HEADER;
 
@@ -33,25 +33,61 @@ const MAX_LOG_LINES: usize = 200;
 const MAX_LOG_BYTES: usize = 64 * 1024;
 const MAX_LOG_LINE: usize = 4096;
 
+/// Where an emitted event goes: the plugins subscribed to its source and type. The
+/// plugin registry answers it; the tools only ask.
+pub trait Routes: Send + Sync {
+    fn subscribers(&self, source: &str, event_type: &str) -> Vec<String>;
+}
+
+/// What the tools of a plugin may use, from its manifest: built once per loaded
+/// version and shared by all of its attempts.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub plugin: Arc<str>,
+    pub grants: Grants,
+    /// The `[config]` values, resolved secrets included.
+    pub config: Arc<BTreeMap<String, Secret>>,
+    /// `limits.tool_calls_per_second`, shared by all of this version's attempts.
+    pub rate: Arc<CallRate>,
+    /// `limits.timeout_ms`: no network call waits past an attempt's deadline.
+    pub timeout: Duration,
+}
+
+impl Access {
+    pub fn new(plugin: &str, manifest: &Manifest) -> Access {
+        Access {
+            plugin: Arc::from(plugin),
+            grants: manifest.grants.clone(),
+            config: Arc::new(manifest.config.clone()),
+            rate: Arc::new(CallRate::new(manifest.limits.tool_calls_per_second)),
+            timeout: Duration::from_millis(manifest.limits.timeout_ms),
+        }
+    }
+}
+
 /// What the tools share across attempts and plugins: the HTTP clients, the SMTP
-/// transport, the plugin registry (for routing emitted events) and the host's limits.
-/// Built once when the host starts.
+/// transport, the routes of emitted events and the host's limits. Built once when the
+/// host starts.
 pub struct Services {
     http: http::HttpClients,
     /// `None` when the host config has no `[email]` section.
     mailer: Option<Arc<email::Mailer>>,
-    registry: Arc<Registry>,
+    routes: Arc<dyn Routes>,
     max_chain_depth: u32,
     /// An emitted event's body is held to the same cap as a webhook's.
     max_event_bytes: usize,
-    /// Emits, like ingress, push back when a subscriber's queue is this deep.
-    max_queue_per_plugin: u64,
+    /// Stamps emitted events, like ingress stamps webhooks.
+    clock: Clock,
     /// Tool calls by plugin, tool and outcome, for `/metrics`.
     metrics: ToolMetrics,
 }
 
 impl Services {
-    pub fn new(config: &Config, registry: Arc<Registry>) -> Result<Services, ConfigError> {
+    pub fn new(
+        config: &Config,
+        routes: Arc<dyn Routes>,
+        clock: Clock,
+    ) -> Result<Services, ConfigError> {
         let http = http::HttpClients::new()
             .map_err(|e| ConfigError::invalid("http", format!("cannot set up TLS: {e}")))?;
         let mailer = config
@@ -63,10 +99,10 @@ impl Services {
         Ok(Services {
             http,
             mailer,
-            registry,
+            routes,
             max_chain_depth: config.emit.max_chain_depth,
             max_event_bytes: config.server.max_body_bytes,
-            max_queue_per_plugin: config.store.max_queue_per_plugin,
+            clock,
             metrics: ToolMetrics::default(),
         })
     }
@@ -91,7 +127,8 @@ pub struct Tools {
     event: EventId,
     grants: Grants,
     config: Arc<BTreeMap<String, Secret>>,
-    store: Store,
+    /// `None` while the plugin loads (see [`Tools::inert`]).
+    store: Option<Store>,
     services: Arc<Services>,
     origin: Origin,
     /// When the attempt's wall deadline (`limits.timeout_ms`) passes; network calls
@@ -107,34 +144,55 @@ pub struct Tools {
 }
 
 impl Tools {
-    /// The tools for one attempt of `plugin` on event `event` (stored as `meta`).
+    /// The tools for one attempt of a plugin on event `event` (stored as `meta`).
     pub fn new(
-        plugin: &Plugin,
+        access: &Access,
         event: EventId,
         meta: &EventMeta,
         idempotency_key: String,
         store: Store,
         services: Arc<Services>,
     ) -> Self {
+        let mut tools = Tools::inert(access, services);
+        tools.event = event;
+        tools.store = Some(store);
+        tools.origin = Origin {
+            idempotency_key,
+            chain: emit::chain_of(meta),
+        };
+        tools
+    }
+
+    /// Tools that act on nothing, for a trial instantiation while a plugin loads: the
+    /// grants are the plugin's, but any call that would reach the store (kv, emit) is
+    /// refused, since no delivery is being handled.
+    pub fn inert(access: &Access, services: Arc<Services>) -> Self {
         Tools {
-            plugin: plugin.name.clone(),
-            event,
-            grants: plugin.manifest.grants.clone(),
-            config: plugin.config.clone(),
-            store,
+            plugin: access.plugin.clone(),
+            event: 0,
+            grants: access.grants.clone(),
+            config: access.config.clone(),
+            store: None,
             services,
             origin: Origin {
-                idempotency_key,
-                chain: emit::chain_of(meta),
+                idempotency_key: String::new(),
+                chain: Vec::new(),
             },
-            deadline: Instant::now() + Duration::from_millis(plugin.manifest.limits.timeout_ms),
+            deadline: Instant::now() + access.timeout,
             logs: LogSink::default(),
             calls: 0,
-            rate: plugin.tool_rate.clone(),
+            rate: access.rate.clone(),
             emits: 0,
             emits_by_type: HashMap::new(),
             emails_sent: 0,
         }
+    }
+
+    /// The store, for a call made while handling a delivery.
+    fn store(&self) -> Result<&Store, ToolError> {
+        self.store.as_ref().ok_or_else(|| {
+            ToolError::Failed("no delivery is being handled: the plugin is still loading".into())
+        })
     }
 
     /// A handle to the attempt's log lines, readable after the call.

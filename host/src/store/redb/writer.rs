@@ -82,18 +82,27 @@ fn begin(database: &Database) -> Result<WriteTransaction, StoreError> {
     Ok(txn)
 }
 
+/// What the writer shares with the store's handle.
+pub(super) struct Shared {
+    /// Notified after every commit that made deliveries due.
+    pub due_changed: Arc<Notify>,
+    /// Updated after every commit that moved deliveries between states.
+    pub counts: StateCounts,
+    pub stats: CommitStats,
+    /// Set by `close`: stop after the current batch.
+    pub stopping: Arc<AtomicBool>,
+}
+
 pub(super) fn spawn(
     database: Arc<Database>,
     rx: mpsc::Receiver<Op>,
     next_id: u64,
     max_batch: usize,
-    due_changed: Arc<Notify>,
-    counts: StateCounts,
-    stats: CommitStats,
+    shared: Shared,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("agenthook-store-writer".into())
-        .spawn(move || run(database, rx, next_id, max_batch, due_changed, counts, stats))
+        .spawn(move || run(database, rx, next_id, max_batch, shared))
 }
 
 fn run(
@@ -101,10 +110,14 @@ fn run(
     mut rx: mpsc::Receiver<Op>,
     mut next_id: u64,
     max_batch: usize,
-    due_changed: Arc<Notify>,
-    counts: StateCounts,
-    stats: CommitStats,
+    shared: Shared,
 ) {
+    let Shared {
+        due_changed,
+        counts,
+        stats,
+        stopping,
+    } = shared;
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         // Whatever queued up while the last commit ran shares this one.
@@ -139,6 +152,9 @@ fn run(
                 tracing::error!(error = %e, writes = batch.len(), "store commit failed; the batch was not stored");
                 batch.clear();
             }
+        }
+        if stopping.load(Ordering::Relaxed) {
+            break;
         }
     }
 }

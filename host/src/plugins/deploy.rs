@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use super::Runtime;
 use super::registry::{Plugin, PluginError, Registry, build_plugin, manifest_digest};
-use crate::store::{EventMeta, Store};
+use crate::runtime::Runtime;
 use crate::tools::{Services, Tools};
 
 /// What a deploy did.
@@ -42,8 +41,6 @@ pub struct Deployed {
 pub struct Deployer {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
-    /// Only for the trial instantiation's tools, which it never calls.
-    store: Store,
     services: Arc<Services>,
     dir: PathBuf,
     /// The configured sources, to warn about subscriptions nothing can match.
@@ -60,7 +57,6 @@ impl Deployer {
     pub fn new(
         runtime: Arc<Runtime>,
         registry: Arc<Registry>,
-        store: Store,
         services: Arc<Services>,
         dir: PathBuf,
         sources: BTreeSet<String>,
@@ -68,7 +64,6 @@ impl Deployer {
         Deployer {
             runtime,
             registry,
-            store,
             services,
             dir,
             sources,
@@ -188,7 +183,7 @@ impl Deployer {
     fn unchanged(&self, name: &str, manifest_text: &str, wasm: &[u8]) -> Option<Deployed> {
         let loaded = self.registry.get(name)?;
         let same = loaded.manifest_digest == manifest_digest(manifest_text)
-            && loaded.compiled.version == super::content_hash(wasm);
+            && loaded.compiled.version == crate::runtime::content_hash(wasm);
         same.then(|| Deployed {
             warnings: self.warnings(&loaded),
             plugin: loaded,
@@ -217,21 +212,7 @@ impl Deployer {
 
     /// Instantiate once under the manifest's limits (see `Runtime::trial_instantiate`).
     pub async fn trial(&self, plugin: &Plugin) -> Result<(), PluginError> {
-        let meta = EventMeta {
-            source: String::new(),
-            event_id: String::new(),
-            event_type: String::new(),
-            received_at_ms: 0,
-            headers: Vec::new(),
-        };
-        let tools = Tools::new(
-            plugin,
-            0,
-            &meta,
-            String::new(),
-            self.store.clone(),
-            self.services.clone(),
-        );
+        let tools = Tools::inert(&plugin.access, self.services.clone());
         self.runtime
             .trial_instantiate(&plugin.compiled, &plugin.manifest, tools)
             .await

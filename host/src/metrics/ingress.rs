@@ -1,11 +1,30 @@
-//! Requests counted per source and outcome, ready for `/metrics`: lock-free atomic
-//! counters for every configured source and every outcome ingress can produce.
-//!
-//! Only configured sources get counters; requests for unknown names share one counter,
-//! so a sender cannot grow the label set.
+//! Ingress's instruments: each request to `/hooks/{source}` is counted once, by
+//! source and HTTP status and by source and outcome (lock-free atomics for every
+//! configured source and every outcome ingress can produce, read by `/metrics` and
+//! the status view). Only configured sources get counters; requests for unknown names
+//! share one, so a sender cannot grow the label set.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use super::SourceStatus;
+
+/// The label of requests to a source that is not configured.
+pub const UNKNOWN_SOURCE: &str = "_unknown";
+
+/// Rejection reasons that are verification failures (the request is not provably from
+/// the sender), as opposed to refusals of a verified request.
+pub const VERIFICATION_REASONS: &[&str] = &[
+    "signature_mismatch",
+    "timestamp_out_of_tolerance",
+    "missing_header",
+    "malformed_header",
+    "duplicate_header",
+];
 
 /// The event was stored.
 pub const STORED: &str = "stored";
@@ -31,7 +50,43 @@ pub const OUTCOMES: &[&str] = &[
     "store_unavailable",
     "queue_full",
     "disk_full",
+    "method_not_allowed",
 ];
+
+/// Ingress's request counters; clones share them.
+#[derive(Debug, Clone)]
+pub struct IngressMetrics {
+    /// By source and HTTP status.
+    pub requests: Family<SourceStatus, Counter>,
+    /// By source and outcome.
+    pub outcomes: Arc<IngressCounters>,
+}
+
+impl IngressMetrics {
+    pub fn new<'a>(sources: impl IntoIterator<Item = &'a String>) -> IngressMetrics {
+        IngressMetrics {
+            requests: Family::default(),
+            outcomes: Arc::new(IngressCounters::new(sources)),
+        }
+    }
+
+    /// Count one request to `/hooks/{source}` that ended with `outcome` (an accepted
+    /// outcome or a rejection reason), answered with `status`.
+    pub fn record(&self, source: &str, outcome: &str, status: u16) {
+        self.outcomes.count(source, outcome);
+        let label = if self.outcomes.by_source.contains_key(source) {
+            source
+        } else {
+            UNKNOWN_SOURCE
+        };
+        self.requests
+            .get_or_create(&SourceStatus {
+                source: label.to_string(),
+                status,
+            })
+            .inc();
+    }
+}
 
 /// Counters per (source, outcome).
 #[derive(Debug)]

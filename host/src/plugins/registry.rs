@@ -11,10 +11,11 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
 
-use super::{CompiledPlugin, LoadError, Runtime};
 use crate::clock::now_ms;
 use crate::config::manifest::Manifest;
-use crate::config::{ConfigError, Secret, validate_name};
+use crate::config::{ConfigError, validate_name};
+use crate::runtime::{CompiledPlugin, LoadError, Runtime};
+use crate::tools::{Access, Routes};
 
 /// A plugin that could not be loaded; the message names the file and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +43,12 @@ pub struct Plugin {
     pub name: Arc<str>,
     pub manifest: Manifest,
     pub compiled: CompiledPlugin,
-    /// Shared with every attempt's tools; resolved secrets included.
-    pub config: Arc<BTreeMap<String, Secret>>,
+    /// What its tools may use: grants, config (resolved secrets included), call rate.
+    pub access: Access,
     /// One permit per concurrent delivery (`limits.max_concurrency`). A new version
     /// with the same limit shares its predecessor's, so a swap never lets more than
     /// the limit run at once.
     pub permits: Arc<Semaphore>,
-    /// `limits.tool_calls_per_second`, shared by all of this version's attempts.
-    pub tool_rate: Arc<crate::tools::CallRate>,
     pub loaded_at_ms: u64,
     /// Hex SHA-256 of the manifest text: with the component's version, tells whether a
     /// deploy changes anything.
@@ -144,6 +143,12 @@ impl Registry {
     }
 }
 
+impl Routes for Registry {
+    fn subscribers(&self, source: &str, event_type: &str) -> Vec<String> {
+        Registry::subscribers(self, source, event_type)
+    }
+}
+
 /// The `[grants]` table of a (valid) manifest as JSON; every value under
 /// `http_headers` is replaced by `"<redacted>"`.
 fn grants_view(manifest_text: &str) -> serde_json::Value {
@@ -193,11 +198,8 @@ pub fn build_plugin(
     })?;
     Ok(Plugin {
         name: Arc::from(name),
-        config: Arc::new(manifest.config.clone()),
+        access: Access::new(name, &manifest),
         permits: Arc::new(Semaphore::new(manifest.limits.max_concurrency as usize)),
-        tool_rate: Arc::new(crate::tools::CallRate::new(
-            manifest.limits.tool_calls_per_second,
-        )),
         manifest,
         compiled,
         loaded_at_ms: now_ms(),

@@ -1,0 +1,390 @@
+//! The store's conformance tests: what every backend must do, run through the
+//! [`Store`] handle callers hold (today on redb; a second backend runs the same).
+
+use super::*;
+use crate::clock::now_ms;
+use crate::config::StoreConfig;
+
+fn meta(source: &str, event_id: &str) -> EventMeta {
+    EventMeta {
+        source: source.into(),
+        event_id: event_id.into(),
+        event_type: "t.x".into(),
+        received_at_ms: now_ms(),
+        headers: vec![("webhook-id".into(), event_id.into())],
+    }
+}
+
+#[tokio::test]
+async fn ingest_dedups_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let ev = NewEvent {
+        meta: meta("demo", "msg_1"),
+        body: bytes::Bytes::from_static(b"{\"a\":1}"),
+        plugins: vec!["p1".into(), "p2".into()],
+    };
+    let first = store.ingest(ev.clone()).await.unwrap();
+    let Ingested::Stored(id) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        store.ingest(ev.clone()).await.unwrap(),
+        Ingested::Duplicate(id)
+    );
+    // Same event id on another source is a different event.
+    let mut other = ev.clone();
+    other.meta.source = "other".into();
+    assert!(matches!(store.ingest(other).await.unwrap(), Ingested::Stored(i) if i != id));
+    store.close().await;
+
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let got = store.event(id).await.unwrap().unwrap();
+    assert_eq!(got.body, b"{\"a\":1}");
+    assert_eq!(got.meta, ev.meta);
+    let ds = store.deliveries(id).await.unwrap();
+    assert_eq!(ds.len(), 2);
+    assert!(ds.iter().all(|d| d.status == DeliveryStatus::Pending));
+    // New ids continue after the stored ones.
+    let Ingested::Stored(next) = store
+        .ingest(NewEvent {
+            meta: meta("demo", "msg_2"),
+            body: bytes::Bytes::new(),
+            plugins: vec![],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(next > id);
+}
+
+#[tokio::test]
+async fn attempts_move_deliveries_through_the_due_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let Ingested::Stored(id) = store
+        .ingest(NewEvent {
+            meta: meta("demo", "m"),
+            body: bytes::Bytes::new(),
+            plugins: vec!["p".into()],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let now = now_ms();
+    assert_eq!(store.due("p", now + 1, 10).await.unwrap().due.len(), 1);
+    let attempt = |n, outcome| Attempt {
+        number: n,
+        started_at_ms: now,
+        duration_ms: 1,
+        outcome,
+        error: Some("boom".into()),
+        plugin_version: "v".into(),
+        logs: vec![],
+    };
+    store
+        .record_attempt(
+            id,
+            "p",
+            attempt(1, AttemptOutcome::Retry),
+            Next::RetryAt(now + 60_000),
+        )
+        .await
+        .unwrap();
+    let batch = store.due("p", now + 1, 10).await.unwrap();
+    assert!(batch.due.is_empty());
+    assert_eq!(batch.later, Some(now + 60_000));
+    assert_eq!(
+        store.delivery(id, "p").await.unwrap().unwrap().status,
+        DeliveryStatus::Retrying
+    );
+    store
+        .record_attempt(id, "p", attempt(2, AttemptOutcome::Dead), Next::Dead)
+        .await
+        .unwrap();
+    let batch = store.due("p", u64::MAX - 1, 10).await.unwrap();
+    assert!(batch.due.is_empty() && batch.later.is_none());
+    let d = store.delivery(id, "p").await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Dead);
+    assert_eq!(d.attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn state_counts_follow_every_transition_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let Ingested::Stored(id) = store
+            .ingest(NewEvent {
+                meta: meta("demo", &format!("c{n}")),
+                body: bytes::Bytes::new(),
+                plugins: vec!["p".into(), "q".into()],
+            })
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        ids.push(id);
+    }
+    let counts = |store: &Store| -> Vec<(String, [u64; 4])> {
+        store
+            .state_counts()
+            .into_iter()
+            .map(|(p, c)| (p, [c.pending, c.leased, c.retrying, c.dead]))
+            .collect()
+    };
+    assert_eq!(
+        counts(&store),
+        [("p".into(), [3, 0, 0, 0]), ("q".into(), [3, 0, 0, 0])]
+    );
+    let now = now_ms();
+    let attempt = |outcome| Attempt {
+        number: 1,
+        started_at_ms: now,
+        duration_ms: 1,
+        outcome,
+        error: None,
+        plugin_version: "v".into(),
+        logs: vec![],
+    };
+    // p: one done, one dead, one retrying; q: one leased.
+    for (i, (outcome, next)) in [
+        (AttemptOutcome::Done, Next::Done),
+        (AttemptOutcome::Dead, Next::Dead),
+        (AttemptOutcome::Retry, Next::RetryAt(now + 60_000)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store.lease(ids[i], "p", now + 1000).await.unwrap().unwrap();
+        store
+            .record_attempt(ids[i], "p", attempt(outcome), next)
+            .await
+            .unwrap();
+    }
+    store.lease(ids[0], "q", now + 1000).await.unwrap().unwrap();
+    // A lease answers before its commit; counts move when it commits.
+    store.flush().await.unwrap();
+    assert_eq!(
+        counts(&store),
+        [("p".into(), [0, 0, 1, 1]), ("q".into(), [2, 1, 0, 0])]
+    );
+    assert_eq!(store.queue_depth("p"), 1);
+    assert_eq!(store.queue_depth("q"), 3);
+
+    // A replay of the dead letter makes it pending; a purge finds no dead one then.
+    store.replay(ids[1], None, vec![], true, now).await.unwrap();
+    assert_eq!(counts(&store)[0], ("p".into(), [1, 0, 1, 0]));
+    assert_eq!(
+        store.purge_dead(vec![(ids[1], "p".into())]).await.unwrap(),
+        0
+    );
+    store.lease(ids[1], "p", now + 1000).await.unwrap().unwrap();
+    store
+        .record_attempt(ids[1], "p", attempt(AttemptOutcome::Dead), Next::Dead)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purge_dead(vec![(ids[1], "p".into())]).await.unwrap(),
+        1
+    );
+    let before = counts(&store);
+    assert_eq!(before[0], ("p".into(), [0, 0, 1, 0]));
+
+    // Reopening reads the persisted counts; the lease q held is reclaimed.
+    store.close().await;
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    assert_eq!(
+        counts(&store),
+        [("p".into(), [0, 0, 1, 0]), ("q".into(), [3, 0, 0, 0])]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn kv_is_per_plugin_and_lists_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    for k in ["a/1", "a/2", "a/3", "b/1"] {
+        store.kv_set("p", k, k.as_bytes().to_vec()).await.unwrap();
+    }
+    store.kv_set("q", "a/1", b"q".to_vec()).await.unwrap();
+    assert_eq!(store.kv_get("p", "a/1").await.unwrap().unwrap(), b"a/1");
+    assert_eq!(store.kv_get("q", "a/1").await.unwrap().unwrap(), b"q");
+    assert_eq!(store.kv_get("q", "a/2").await.unwrap(), None);
+    let keys =
+        |v: Vec<(String, Option<Vec<u8>>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.kv_list("p", "a/", None, 10, false).await.unwrap()),
+        ["a/1", "a/2", "a/3"]
+    );
+    assert_eq!(
+        keys(
+            store
+                .kv_list("p", "a/", Some("a/1"), 1, false)
+                .await
+                .unwrap()
+        ),
+        ["a/2"]
+    );
+    assert_eq!(
+        keys(store.kv_list("q", "", None, 10, false).await.unwrap()),
+        ["a/1"]
+    );
+    assert!(store.kv_delete("p", "a/1").await.unwrap());
+    assert!(!store.kv_delete("p", "a/1").await.unwrap());
+}
+
+#[tokio::test]
+async fn concurrent_ingests_share_commits_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.ingest(NewEvent {
+                meta: meta("demo", &format!("m{i}")),
+                body: bytes::Bytes::new(),
+                plugins: vec!["p".into()],
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap().unwrap(), Ingested::Stored(_)));
+    }
+    assert_eq!(store.event_count().unwrap(), 200);
+    let page = store
+        .list_events(&EventFilter::default(), None, 50, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 50);
+    let cursor = page.next_cursor.unwrap();
+    let rest = store
+        .list_events(&EventFilter::default(), Some(cursor), 1000, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(rest.events.len(), 150);
+    assert!(rest.next_cursor.is_none());
+}
+
+#[tokio::test]
+async fn a_pass_removes_finished_events_and_old_dedup_keys_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        done_retention_ms: 1000,
+        dead_retention_ms: 5000,
+        dedup_window_ms: 1000,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), &config).unwrap();
+    let t0 = now_ms();
+    let mut ids = Vec::new();
+    for (i, next) in [Next::Done, Next::Dead, Next::RetryAt(t0 + 3_600_000)]
+        .into_iter()
+        .enumerate()
+    {
+        let Ingested::Stored(id) = store
+            .ingest(NewEvent {
+                meta: EventMeta {
+                    source: "s".into(),
+                    event_id: format!("e{i}"),
+                    event_type: "t".into(),
+                    received_at_ms: t0,
+                    headers: vec![],
+                },
+                body: bytes::Bytes::from_static(b"{}"),
+                plugins: vec!["p".into()],
+            })
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let attempt = Attempt {
+            number: 1,
+            started_at_ms: t0,
+            duration_ms: 1,
+            outcome: AttemptOutcome::Done,
+            error: None,
+            plugin_version: "v".into(),
+            logs: vec![],
+        };
+        store.record_attempt(id, "p", attempt, next).await.unwrap();
+        ids.push(id);
+    }
+    let janitor = Janitor::new(store.clone(), config);
+    // Nothing is old yet.
+    assert_eq!(janitor.pass(t0 + 500).await.unwrap(), PassReport::default());
+    // Past the done retention and the dedup window, not the dead retention.
+    let r = janitor.pass(t0 + 2000).await.unwrap();
+    assert_eq!(
+        r,
+        PassReport {
+            events_removed: 1,
+            dedup_keys_removed: 3
+        }
+    );
+    assert!(store.event(ids[0]).await.unwrap().is_none());
+    assert!(store.event(ids[1]).await.unwrap().is_some());
+    // Past the dead retention: the dead letter goes; the queued one never does.
+    let r = janitor.pass(t0 + 10_000_000).await.unwrap();
+    assert_eq!(r.events_removed, 1);
+    assert!(store.event(ids[1]).await.unwrap().is_none());
+    assert!(store.event(ids[2]).await.unwrap().is_some());
+    assert_eq!(store.dedup_count().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn leases_left_by_a_stopped_host_are_reclaimed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::default();
+    let store = Store::open(dir.path(), &config).unwrap();
+    let Ingested::Stored(id) = store
+        .ingest(NewEvent {
+            meta: EventMeta {
+                source: "s".into(),
+                event_id: "e".into(),
+                event_type: "t".into(),
+                received_at_ms: now_ms(),
+                headers: vec![],
+            },
+            body: bytes::Bytes::new(),
+            plugins: vec!["p".into()],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let leased = store
+        .lease(id, "p", now_ms() + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.status, DeliveryStatus::Leased);
+    // A second lease of the same delivery is refused while the first holds.
+    assert!(
+        store
+            .lease(id, "p", now_ms() + 60_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.queue_depth("p"), 1);
+    store.close().await;
+
+    let store = Store::open(dir.path(), &config).unwrap();
+    let d = store.delivery(id, "p").await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Pending);
+    assert_eq!(d.lease_expires_at_ms, None);
+    assert_eq!(store.due("p", u64::MAX - 1, 10).await.unwrap().due.len(), 1);
+    assert_eq!(store.queue_depth("p"), 1);
+}
