@@ -31,6 +31,12 @@ use crate::tools::{Services as ToolServices, Tools};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A lease outlives the plugin's timeout by this much: the time to commit the outcome.
 const LEASE_GRACE_MS: u64 = 30_000;
+/// After a store failure, the dispatcher waits this long before it reads or leases
+/// again, doubling with each consecutive failure up to `STORE_BACKOFF_MAX_MS`.
+const STORE_BACKOFF_MIN_MS: u64 = 100;
+const STORE_BACKOFF_MAX_MS: u64 = 30_000;
+/// At most one log line per this long about a failing store (with a count of the rest).
+const STORE_LOG_EVERY_MS: u64 = 10_000;
 
 /// The dispatcher's shared state.
 #[derive(Clone)]
@@ -49,6 +55,18 @@ pub struct Dispatcher {
     tools: Arc<ToolServices>,
     metrics: DeliveryMetrics,
     health: Arc<Health>,
+    /// Backs off reads and leases while the store fails, instead of spinning.
+    trouble: Arc<Mutex<StoreTrouble>>,
+}
+
+/// Consecutive store failures seen by the dispatcher, and what was logged of them.
+#[derive(Debug, Default)]
+struct StoreTrouble {
+    failures: u32,
+    /// No read or lease before this (clock ms).
+    until_ms: u64,
+    last_log_ms: u64,
+    unlogged: u64,
 }
 
 /// (event, plugin) pairs being attempted.
@@ -74,6 +92,7 @@ impl Dispatcher {
             tools,
             metrics,
             health,
+            trouble: Arc::default(),
             wake: store.due_changed(),
             store,
             runtime,
@@ -136,6 +155,9 @@ impl Dispatcher {
     /// delivery that could not start now is due (None: nothing is waiting on time).
     async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Option<u64> {
         let now = self.clock.now_ms();
+        if let Some(until) = self.backing_off(now) {
+            return Some(until);
+        }
         let mut next_due: Option<u64> = None;
         for plugin in self.registry.snapshot().values() {
             let free = plugin.permits.available_permits();
@@ -153,9 +175,8 @@ impl Dispatcher {
             {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::error!(plugin = %plugin.name, error = %e, "cannot read the due queue");
-                    next_due = Some(now + 1000);
-                    continue;
+                    let until = self.store_failed("cannot read the due queue", &e);
+                    return Some(until);
                 }
             };
             let mut saturated = false;
@@ -209,28 +230,45 @@ impl Dispatcher {
     /// twice meanwhile.
     async fn attempt(&self, plugin: &Plugin, id: EventId, permits: Permits) {
         let name = &*plugin.name;
-        let lease_until = self.clock.now_ms() + plugin.manifest.limits.timeout_ms + LEASE_GRACE_MS;
-        let delivery = match self.store.lease(id, name, lease_until).await {
+        let now = self.clock.now_ms();
+        let lease_until = now + plugin.manifest.limits.timeout_ms + LEASE_GRACE_MS;
+        let delivery = match self.store.lease(id, name, now, lease_until).await {
             Ok(Some(d)) => d,
-            // Finished or removed meanwhile (e.g. a purge): nothing to do.
+            // Finished, removed (e.g. a purge) or leased meanwhile: nothing to do.
             Ok(None) => return,
             Err(e) => {
-                tracing::error!(plugin = name, event = id, error = %e, "cannot lease a due delivery");
+                self.store_failed("cannot lease a due delivery", &e);
                 return;
             }
         };
         let event = match self.store.event(id).await {
             Ok(Some(e)) => e,
             Ok(None) => {
+                // Nothing can ever be delivered: a dead letter an operator can see and
+                // purge, rather than a delivery that stays due forever.
                 tracing::error!(
                     plugin = name,
                     event = id,
                     "a due delivery has no stored event"
                 );
+                let attempt = Attempt {
+                    number: delivery.attempts.len() as u32 + 1,
+                    started_at_ms: now,
+                    duration_ms: 0,
+                    outcome: AttemptOutcome::Dead,
+                    error: Some(
+                        "event_missing: the event record is gone; there is nothing to deliver"
+                            .into(),
+                    ),
+                    plugin_version: plugin.compiled.version.clone(),
+                    logs: Vec::new(),
+                };
+                self.record(id, name, attempt, Next::Dead).await;
                 return;
             }
             Err(e) => {
-                tracing::error!(plugin = name, event = id, error = %e, "cannot load a due event");
+                self.store_failed("cannot load a due event", &e);
+                self.release(id, name).await;
                 return;
             }
         };
@@ -324,9 +362,67 @@ impl Dispatcher {
             plugin_version: plugin.compiled.version.clone(),
             logs: report.logs,
         };
-        if let Err(e) = self.store.record_attempt(id, name, attempt, next).await {
-            // The delivery stays due and runs again: at-least-once.
-            tracing::error!(plugin = name, event = id, error = %e, "cannot record an attempt");
+        self.record(id, name, attempt, next).await;
+    }
+
+    /// Commit an attempt's outcome. If that fails, the delivery runs again
+    /// (at-least-once): its lease is given back now, or, if even that fails, it runs
+    /// out and the delivery becomes due then.
+    async fn record(&self, id: EventId, plugin: &str, attempt: Attempt, next: Next) {
+        match self.store.record_attempt(id, plugin, attempt, next).await {
+            Ok(()) => self.store_ok(),
+            Err(e) => {
+                self.store_failed("cannot record an attempt", &e);
+                self.release(id, plugin).await;
+            }
+        }
+    }
+
+    /// Give back a lease without an outcome.
+    async fn release(&self, id: EventId, plugin: &str) {
+        if let Err(e) = self.store.release(vec![(id, plugin.to_string())]).await {
+            self.store_failed("cannot give back a lease (it runs out instead)", &e);
+        }
+    }
+
+    /// Until when (clock ms) the dispatcher waits because the store is failing.
+    fn backing_off(&self, now: u64) -> Option<u64> {
+        let t = self.trouble.lock().unwrap_or_else(|p| p.into_inner());
+        (t.failures > 0 && now < t.until_ms).then_some(t.until_ms)
+    }
+
+    /// Note a store failure: back off (exponentially, bounded) and log at a bounded
+    /// rate. Returns when the dispatcher may try again.
+    fn store_failed(&self, what: &str, error: &crate::store::StoreError) -> u64 {
+        let now = self.clock.now_ms();
+        let mut t = self.trouble.lock().unwrap_or_else(|p| p.into_inner());
+        t.failures = t.failures.saturating_add(1);
+        let wait = STORE_BACKOFF_MIN_MS
+            .saturating_mul(1 << (t.failures - 1).min(20))
+            .min(STORE_BACKOFF_MAX_MS);
+        t.until_ms = t.until_ms.max(now + wait);
+        if t.failures == 1 || now.saturating_sub(t.last_log_ms) >= STORE_LOG_EVERY_MS {
+            tracing::error!(
+                error = %error,
+                consecutive_failures = t.failures,
+                suppressed = t.unlogged,
+                retry_in_ms = wait,
+                "{what}; the dispatcher backs off"
+            );
+            t.last_log_ms = now;
+            t.unlogged = 0;
+        } else {
+            t.unlogged += 1;
+        }
+        t.until_ms
+    }
+
+    /// A store write succeeded: stop backing off.
+    fn store_ok(&self) {
+        let mut t = self.trouble.lock().unwrap_or_else(|p| p.into_inner());
+        if t.failures > 0 {
+            tracing::info!(after_failures = t.failures, "the store answers again");
+            *t = StoreTrouble::default();
         }
     }
 }

@@ -100,10 +100,21 @@ impl Host {
 
     /// [`Host::prepare`] with a given clock for scheduling (tests move it forward).
     pub async fn prepare_with(config: Config, clock: clock::Clock) -> Result<Host, RunError> {
+        create_dir(&config.server.data_dir)?;
+        let store = Store::open(&config.server.data_dir, &config.store)?;
+        Self::prepare_with_store(config, clock, store).await
+    }
+
+    /// [`Host::prepare_with`] on a store the caller opened (tests wrap one to inject
+    /// faults).
+    pub async fn prepare_with_store(
+        config: Config,
+        clock: clock::Clock,
+        store: Store,
+    ) -> Result<Host, RunError> {
         let data_dir = config.server.data_dir.clone();
         create_dir(&data_dir)?;
         create_dir(&config.server.plugins_dir)?;
-        let store = Store::open(&data_dir, &config.store)?;
         let runtime = Arc::new(
             Runtime::with_options(&runtime::RuntimeOptions {
                 compile_cache: Some(data_dir.join("compile-cache")),

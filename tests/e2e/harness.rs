@@ -99,9 +99,23 @@ secrets = ["{SECRET}"]
 
     /// Start the host in this process with a clock the test can move forward.
     pub async fn start_with_clock(&self, clock: agenthook::clock::Clock) -> TestHost {
+        self.start_with_store(clock, |store| store).await
+    }
+
+    /// Start the host in this process on its store as `wrap` returns it (tests wrap the
+    /// real store to inject faults).
+    pub async fn start_with_store(
+        &self,
+        clock: agenthook::clock::Clock,
+        wrap: impl FnOnce(agenthook::store::Store) -> agenthook::store::Store,
+    ) -> TestHost {
         let config =
             agenthook::config::Config::parse(&self.config_text(), Path::new("test"), false)
                 .expect("test config is valid");
+        std::fs::create_dir_all(self.data_dir()).expect("data dir");
+        let store = wrap(
+            agenthook::store::Store::open(&self.data_dir(), &config.store).expect("open the store"),
+        );
         let ingress = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -114,7 +128,7 @@ secrets = ["{SECRET}"]
         );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            agenthook::Host::prepare_with(config, clock)
+            agenthook::Host::prepare_with_store(config, clock, store)
                 .await?
                 .serve(agenthook::Listeners { ingress, admin }, async move {
                     let _ = rx.await;

@@ -3,6 +3,7 @@
 //! dir and real plugin components built from `plugins/`.
 
 mod delivery;
+mod faults;
 mod foundation;
 mod harness;
 mod lifecycle;

@@ -60,20 +60,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError>;
 
     /// Up to `limit` deliveries of `plugin` due at or before `now_ms`, oldest first; and
-    /// when the first one after those is due.
+    /// when the first one after those is due. A delivery whose lease still holds is not
+    /// due: it becomes due when the lease runs out.
     async fn due(&self, plugin: &str, now_ms: u64, limit: usize) -> Result<DueBatch, StoreError>;
 
     /// Notified whenever deliveries became due (new events, retries scheduled, replays).
     fn due_changed(&self) -> Arc<Notify>;
 
-    /// Mark a delivery as being attempted until `expires_at_ms`. Returns the delivery as
-    /// leased, or None when it is not queued or already leased. May answer before the
-    /// lease is durable: a lease lost in a crash changes nothing, since leases are
-    /// reclaimed at start and the delivery stays queued until its outcome is recorded.
+    /// Mark a delivery as being attempted from `now_ms` until `expires_at_ms`. Returns
+    /// the delivery as leased, or None when it is not queued or its lease still holds.
+    /// A lease that ran out by `now_ms` is taken over, and the attempt that held it is
+    /// recorded as lost (`lease_expired`). May answer before the lease is durable: a
+    /// lease lost in a crash changes nothing, since leases are reclaimed at start and
+    /// the delivery stays queued until its outcome is recorded.
     async fn lease(
         &self,
         id: EventId,
         plugin: &str,
+        now_ms: u64,
         expires_at_ms: u64,
     ) -> Result<Option<Delivery>, StoreError>;
 
@@ -184,6 +188,11 @@ impl Store {
     /// Open (or create) the configured backend: the redb file in `data_dir`.
     pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
         Ok(Store(Arc::new(redb::RedbStore::open(data_dir, config)?)))
+    }
+
+    /// A handle on a backend the caller built (tests wrap a backend to inject faults).
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Store {
+        Store(backend)
     }
 
     /// Finish the last writes and close the storage; other handles see `Closed`.

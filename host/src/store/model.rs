@@ -100,6 +100,9 @@ pub struct Delivery {
     /// While leased: when the lease runs out.
     #[serde(default)]
     pub lease_expires_at_ms: Option<u64>,
+    /// While leased: when the lease was taken (the attempt's start, should it be lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leased_at_ms: Option<u64>,
     pub attempts: Vec<Attempt>,
     /// How many attempts came before the last replay: the retry budget counts from here.
     #[serde(default)]

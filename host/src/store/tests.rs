@@ -162,13 +162,21 @@ async fn state_counts_follow_every_transition_and_survive_reopen() {
     .into_iter()
     .enumerate()
     {
-        store.lease(ids[i], "p", now + 1000).await.unwrap().unwrap();
+        store
+            .lease(ids[i], "p", now, now + 1000)
+            .await
+            .unwrap()
+            .unwrap();
         store
             .record_attempt(ids[i], "p", attempt(outcome), next)
             .await
             .unwrap();
     }
-    store.lease(ids[0], "q", now + 1000).await.unwrap().unwrap();
+    store
+        .lease(ids[0], "q", now, now + 1000)
+        .await
+        .unwrap()
+        .unwrap();
     // A lease answers before its commit; counts move when it commits.
     store.flush().await.unwrap();
     assert_eq!(
@@ -185,7 +193,11 @@ async fn state_counts_follow_every_transition_and_survive_reopen() {
         store.purge_dead(vec![(ids[1], "p".into())]).await.unwrap(),
         0
     );
-    store.lease(ids[1], "p", now + 1000).await.unwrap().unwrap();
+    store
+        .lease(ids[1], "p", now, now + 1000)
+        .await
+        .unwrap()
+        .unwrap();
     store
         .record_attempt(ids[1], "p", attempt(AttemptOutcome::Dead), Next::Dead)
         .await
@@ -365,7 +377,7 @@ async fn leases_left_by_a_stopped_host_are_reclaimed_at_open() {
         panic!()
     };
     let leased = store
-        .lease(id, "p", now_ms() + 60_000)
+        .lease(id, "p", now_ms(), now_ms() + 60_000)
         .await
         .unwrap()
         .unwrap();
@@ -373,7 +385,7 @@ async fn leases_left_by_a_stopped_host_are_reclaimed_at_open() {
     // A second lease of the same delivery is refused while the first holds.
     assert!(
         store
-            .lease(id, "p", now_ms() + 60_000)
+            .lease(id, "p", now_ms(), now_ms() + 60_000)
             .await
             .unwrap()
             .is_none()
@@ -387,4 +399,70 @@ async fn leases_left_by_a_stopped_host_are_reclaimed_at_open() {
     assert_eq!(d.lease_expires_at_ms, None);
     assert_eq!(store.due("p", u64::MAX - 1, 10).await.unwrap().due.len(), 1);
     assert_eq!(store.queue_depth("p"), 1);
+}
+
+#[tokio::test]
+async fn a_held_lease_hides_its_delivery_until_it_runs_out_then_the_lost_attempt_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let t0 = now_ms();
+    let Ingested::Stored(id) = store
+        .ingest(NewEvent {
+            meta: EventMeta {
+                source: "s".into(),
+                event_id: "e".into(),
+                event_type: "t".into(),
+                received_at_ms: t0,
+                headers: vec![],
+            },
+            body: bytes::Bytes::new(),
+            plugins: vec!["p".into()],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(store.due("p", t0, 10).await.unwrap().due, [(t0, id)]);
+    store.lease(id, "p", t0, t0 + 1000).await.unwrap().unwrap();
+    // A lease answers once applied; reads see it once committed.
+    store.flush().await.unwrap();
+
+    // While the lease holds: not due, and due again when it runs out.
+    let batch = store.due("p", t0 + 500, 10).await.unwrap();
+    assert!(batch.due.is_empty());
+    assert_eq!(batch.later, Some(t0 + 1000));
+    assert!(
+        store
+            .lease(id, "p", t0 + 500, t0 + 2000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Run out: due, and a new lease records the lost attempt and takes over.
+    assert_eq!(store.due("p", t0 + 1000, 10).await.unwrap().due, [(t0, id)]);
+    let taken = store
+        .lease(id, "p", t0 + 1500, t0 + 3000)
+        .await
+        .unwrap()
+        .expect("an expired lease is taken over");
+    assert_eq!(taken.status, DeliveryStatus::Leased);
+    assert_eq!(taken.attempts.len(), 1);
+    let lost = &taken.attempts[0];
+    assert_eq!(lost.outcome, AttemptOutcome::Retry);
+    assert!(lost.error.as_deref().unwrap().starts_with("lease_expired:"));
+    assert_eq!((lost.started_at_ms, lost.duration_ms), (t0, 1000));
+    store.flush().await.unwrap();
+    assert_eq!(store.queue_depth("p"), 1);
+    assert_eq!(store.state_counts()[0].1.leased, 1);
+    assert_eq!(
+        store
+            .delivery(id, "p")
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_expires_at_ms,
+        Some(t0 + 3000)
+    );
 }

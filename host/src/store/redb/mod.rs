@@ -251,10 +251,11 @@ impl Backend for RedbStore {
         &self,
         id: EventId,
         plugin: &str,
+        now_ms: u64,
         expires_at_ms: u64,
     ) -> Result<Option<Delivery>, StoreError> {
         let plugin = plugin.to_string();
-        self.write_applied(move |t| t.lease(id, &plugin, expires_at_ms))
+        self.write_applied(move |t| t.lease(id, &plugin, now_ms, expires_at_ms))
             .await?
     }
 

@@ -92,7 +92,11 @@ impl RedbStore {
     ) -> Result<DueBatch, StoreError> {
         let read = self.db.begin_read().map_err(db)?;
         let due = read.open_table(DUE).map_err(db)?;
+        let leases = read.open_table(LEASES).map_err(db)?;
         let mut out = Vec::new();
+        // The earliest a held lease runs out: its delivery is due again then.
+        let mut lease_ends: Option<u64> = None;
+        let earliest = |a: Option<u64>, b: u64| Some(a.map_or(b, |a| a.min(b)));
         for entry in due
             .range((plugin, 0u64, 0u64)..=(plugin, u64::MAX, u64::MAX))
             .map_err(db)?
@@ -102,14 +106,19 @@ impl RedbStore {
             if at > now_ms || out.len() >= limit {
                 return Ok(DueBatch {
                     due: out,
-                    later: Some(at),
+                    later: earliest(lease_ends, at),
                 });
             }
-            out.push((at, id));
+            match leases.get((plugin, id)).map_err(db)? {
+                Some(until) if until.value() > now_ms => {
+                    lease_ends = earliest(lease_ends, until.value());
+                }
+                _ => out.push((at, id)),
+            }
         }
         Ok(DueBatch {
             due: out,
-            later: None,
+            later: lease_ends,
         })
     }
 

@@ -12,6 +12,9 @@ use tokio::sync::{Notify, mpsc};
 
 use super::*;
 
+/// The error of an attempt whose lease ran out before it recorded an outcome.
+pub(super) const LEASE_EXPIRED: &str = "lease_expired: the attempt did not record an outcome before its lease ran out (the host hung or could not write); it counts as failed";
+
 /// What a write leaves to do after the commit: send its reply.
 pub(super) type Reply = Box<dyn FnOnce() + Send>;
 /// A write: applied inside the batch's transaction. An error aborts the whole batch, so
@@ -283,6 +286,7 @@ impl Tables<'_> {
                 status: DeliveryStatus::Pending,
                 next_attempt_at_ms: Some(at),
                 lease_expires_at_ms: None,
+                leased_at_ms: None,
                 attempts: Vec::new(),
                 budget_start: 0,
                 created_at_ms: at,
@@ -299,6 +303,7 @@ impl Tables<'_> {
         &mut self,
         id: EventId,
         plugin: &str,
+        now_ms: u64,
         expires_at_ms: u64,
     ) -> Result<Result<Option<Delivery>, StoreError>, StoreError> {
         let mut d = match self.get_delivery(id, plugin)? {
@@ -306,11 +311,29 @@ impl Tables<'_> {
             Some(Err(e)) => return Ok(Err(e)),
             None => return Ok(Ok(None)),
         };
-        if !matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
-            return Ok(Ok(None));
+        match d.status {
+            DeliveryStatus::Pending | DeliveryStatus::Retrying => {}
+            // A lease that ran out without an outcome: the attempt that held it is lost
+            // (its process hung, or it could not record its outcome); record it as such
+            // and take the delivery over.
+            DeliveryStatus::Leased if d.lease_expires_at_ms.is_none_or(|at| at <= now_ms) => {
+                let expired_at = d.lease_expires_at_ms.unwrap_or(now_ms);
+                let started = d.leased_at_ms.unwrap_or(expired_at);
+                d.attempts.push(Attempt {
+                    number: d.attempts.len() as u32 + 1,
+                    started_at_ms: started,
+                    duration_ms: expired_at.saturating_sub(started),
+                    outcome: AttemptOutcome::Retry,
+                    error: Some(LEASE_EXPIRED.to_string()),
+                    plugin_version: "unknown".into(),
+                    logs: Vec::new(),
+                });
+            }
+            _ => return Ok(Ok(None)),
         }
         self.shift(plugin, Some(d.status), Some(DeliveryStatus::Leased));
         d.status = DeliveryStatus::Leased;
+        d.leased_at_ms = Some(now_ms);
         d.lease_expires_at_ms = Some(expires_at_ms);
         self.leases
             .insert((plugin, id), expires_at_ms)
@@ -336,6 +359,7 @@ impl Tables<'_> {
                     DeliveryStatus::Retrying
                 };
                 d.lease_expires_at_ms = None;
+                d.leased_at_ms = None;
                 self.shift(plugin, Some(DeliveryStatus::Leased), Some(d.status));
                 self.put_delivery(*id, &d)?;
                 self.made_due = true;
@@ -363,6 +387,7 @@ impl Tables<'_> {
         }
         d.updated_at_ms = attempt.started_at_ms + attempt.duration_ms;
         d.lease_expires_at_ms = None;
+        d.leased_at_ms = None;
         d.attempts.push(attempt);
         let before = d.status;
         match next {
@@ -439,6 +464,7 @@ impl Tables<'_> {
                     status: DeliveryStatus::Pending,
                     next_attempt_at_ms: Some(now_ms),
                     lease_expires_at_ms: None,
+                    leased_at_ms: None,
                     attempts: Vec::new(),
                     budget_start: 0,
                     created_at_ms: now_ms,
