@@ -118,7 +118,7 @@ pub async fn per_delivery(
 ) -> anyhow::Result<Timings> {
     let runtime = Runtime::with_options(&RuntimeOptions {
         allocator,
-        compile_cache: None,
+        ..RuntimeOptions::default()
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let plugin = build_plugin(&runtime, "noop", MANIFEST, wasm)?;

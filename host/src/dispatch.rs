@@ -22,7 +22,7 @@ use crate::config::manifest::RetryPolicy;
 use crate::health::Health;
 use crate::metrics::{AttemptRecord, DeliveryMetrics};
 use crate::plugins::{Plugin, Registry};
-use crate::runtime::{CallOutcome, MAX_INSTANCES, Runtime, WitEvent};
+use crate::runtime::{CallOutcome, CallReport, MAX_INSTANCES, Runtime, WitEvent};
 use crate::store::{Attempt, AttemptOutcome, DueBatch, EventId, Next, Store};
 use crate::tools::{Services as ToolServices, Tools};
 
@@ -228,7 +228,7 @@ impl Dispatcher {
     /// they bound running instances, not outcomes waiting for their commit. The
     /// delivery stays in `inflight` until the outcome is committed, so it is not started
     /// twice meanwhile.
-    async fn attempt(&self, plugin: &Plugin, id: EventId, permits: Permits) {
+    async fn attempt(&self, plugin: &Arc<Plugin>, id: EventId, permits: Permits) {
         let name = &*plugin.name;
         let now = self.clock.now_ms();
         let lease_until = now + plugin.manifest.limits.timeout_ms + LEASE_GRACE_MS;
@@ -301,10 +301,27 @@ impl Dispatcher {
             self.tools.clone(),
         );
         let started_at_ms = self.clock.now_ms();
-        let report = self
-            .runtime
-            .call(&plugin.compiled, &plugin.manifest, tools, wit_event)
-            .await;
+        // On the guest threads: a handler that computes until its deadline holds one of
+        // those, never a thread that serves ingress or commits to the store.
+        let (runtime, guest) = (self.runtime.clone(), plugin.clone());
+        let call = async move {
+            runtime
+                .call(&guest.compiled, &guest.manifest, tools, wit_event)
+                .await
+        };
+        let report = match self.runtime.guests().spawn(call).await {
+            Ok(report) => report,
+            Err(e) => CallReport {
+                outcome: CallOutcome::Retry {
+                    reason: format!("trap: the call ended abnormally in the host: {e}"),
+                    delay_ms: None,
+                },
+                duration: Duration::from_millis(self.clock.now_ms().saturating_sub(started_at_ms)),
+                logs: Vec::new(),
+                memory_peak_bytes: 0,
+                kind: "trap",
+            },
+        };
         drop(permits);
         self.wake.notify_one();
         let retry = &plugin.manifest.retry;

@@ -88,12 +88,14 @@ pub enum Allocator {
 ///
 /// ## Defaults
 ///
-/// Pooling allocator; no compile cache (every load compiles).
+/// Pooling allocator; no compile cache (every load compiles); one guest thread per core.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     pub allocator: Allocator,
     /// Directory of the on-disk compile cache; `None` compiles every time.
     pub compile_cache: Option<PathBuf>,
+    /// Threads that run plugin code (0: one per core).
+    pub guest_threads: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -101,16 +103,26 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             allocator: Allocator::Pooling,
             compile_cache: None,
+            guest_threads: 0,
         }
     }
 }
 
-/// The shared engine and linker.
+/// How much lower than the host's threads the guest threads are scheduled (a `nice`
+/// increment): a busy guest takes the CPU the host's own threads leave, not theirs.
+const GUEST_NICE: i32 = 10;
+
+/// The shared engine and linker, and the threads plugin code runs on.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Invocation>,
     cache: Option<cache::CompileCache>,
     stop_ticker: Arc<AtomicBool>,
+    /// Plugin code runs here, never on the threads that serve ingress, the admin API
+    /// and the store writer: a guest spinning until its CPU deadline slows only other
+    /// guests. Taken (and shut down without waiting) when the runtime drops.
+    guests: Option<tokio::runtime::Runtime>,
+    guests_handle: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -122,6 +134,9 @@ impl std::fmt::Debug for Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
+        if let Some(guests) = self.guests.take() {
+            guests.shutdown_background();
+        }
     }
 }
 
@@ -304,12 +319,29 @@ impl Runtime {
                     ticker_engine.increment_epoch();
                 }
             })?;
+        let threads = match options.guest_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("agenthook-guest")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()?;
         Ok(Runtime {
             engine,
             linker,
             cache,
             stop_ticker,
+            guests_handle: guests.handle().clone(),
+            guests: Some(guests),
         })
+    }
+
+    /// The threads plugin code runs on: spawn each handler call here.
+    pub fn guests(&self) -> &tokio::runtime::Handle {
+        &self.guests_handle
     }
 
     /// The compile cache, if this runtime has one.
@@ -528,6 +560,18 @@ impl Runtime {
             logs: lines,
             memory_peak_bytes,
             kind,
+        }
+    }
+}
+
+/// Schedule the calling thread below the host's own (Linux: a thread's nice value is
+/// its own). Best effort: where it cannot be set, guests still run on threads apart.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), GUEST_NICE) {
+            tracing::debug!(error = %e, "cannot lower the priority of a guest thread");
         }
     }
 }
