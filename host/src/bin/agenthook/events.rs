@@ -1,6 +1,6 @@
 //! `agenthook events list|show|replay`: stored events and their deliveries, read and
-//! replayed through `/admin/v1/events`. Human output is a table or an indented report;
-//! `--json` passes the API's answer through.
+//! replayed through `/admin/v1/events`. Human output is a table or an indented report
+//! with RFC 3339 UTC times; `--json` passes the API's answer through (Unix ms).
 
 use clap::Subcommand;
 
@@ -159,15 +159,15 @@ pub async fn run(args: &ClientArgs, command: EventsCommand) -> anyhow::Result<()
                 field(&value["source"])
             );
             println!("  type:     {}", field(&value["type"]));
-            println!("  received: {} ms", value["received_at_ms"]);
+            println!("  received: {}", print::time(&value["received_at_ms"]));
             println!("  status:   {}", field(&value["status"]));
             for d in value["deliveries"].as_array().into_iter().flatten() {
                 println!("  plugin {}: {}", field(&d["plugin"]), field(&d["status"]));
                 for a in d["attempts"].as_array().into_iter().flatten() {
                     println!(
-                        "    attempt {} at {} ms: {} in {} ms{}",
+                        "    attempt {} at {}: {} in {} ms{}",
                         a["number"],
-                        a["started_at_ms"],
+                        print::time(&a["started_at_ms"]),
                         field(&a["outcome"]),
                         a["duration_ms"],
                         a["error"]
