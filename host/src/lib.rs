@@ -10,7 +10,6 @@
 //! future, so tests serve on `127.0.0.1:0` exactly as the binary does.
 
 pub mod admin;
-pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dispatch;

@@ -460,37 +460,37 @@ async fn cli_lists_and_shows_events_from_the_real_binary() {
         .to_string();
     host.wait_status(&id, "done", WAIT).await;
 
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(harness::agenthook_bin())
-            .args(args)
-            .args([
-                "--admin-url",
-                &format!("http://{}", host.admin),
-                "--token",
-                harness::TOKEN,
-            ])
-            .output()
-            .expect("run agenthook");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
-    };
-    let list = cli(&["events", "list"]);
+    let list = host.cli(&["events", "list"]);
     assert!(
         list.contains("msg_cli") && list.contains("tally=done/1"),
         "{list}"
     );
-    let show = cli(&["events", "show", &id]);
+    let show = host.cli(&["events", "show", &id]);
     assert!(
         show.contains("attempt 1") && show.contains("cus_cli"),
         "{show}"
     );
-    let json: Value = serde_json::from_str(&cli(&["events", "show", &id, "--json"])).expect("json");
+    let json: Value =
+        serde_json::from_str(&host.cli(&["events", "show", &id, "--json"])).expect("json");
     assert_eq!(json["deliveries"][0]["status"], "done");
-    let plugins = cli(&["plugin", "list"]);
+    // Times read as RFC 3339 UTC; --json keeps the admin API's raw Unix milliseconds.
+    let received = json["received_at_ms"].as_u64().expect("received_at_ms");
+    let started = json["deliveries"][0]["attempts"][0]["started_at_ms"]
+        .as_u64()
+        .expect("started_at_ms");
+    let received_line = show
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("received: "))
+        .unwrap_or_else(|| panic!("{show}"));
+    assert_rfc3339_utc(received_line, received);
+    let attempt_time = show
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("attempt 1 at "))
+        .and_then(|rest| rest.split_once(": "))
+        .map(|(time, _)| time)
+        .unwrap_or_else(|| panic!("{show}"));
+    assert_rfc3339_utc(attempt_time, started);
+    let plugins = host.cli(&["plugin", "list"]);
     assert!(
         plugins.contains("tally") && plugins.contains("demo:payment.*"),
         "{plugins}"
@@ -511,4 +511,25 @@ async fn cli_lists_and_shows_events_from_the_real_binary() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     host.stop().await;
+}
+
+/// `text` is `YYYY-MM-DDTHH:MM:SS.mmmZ` with the time of day of `unix_ms` (the calendar
+/// date itself is checked by the binary's unit tests against known dates).
+fn assert_rfc3339_utc(text: &str, unix_ms: u64) {
+    let (date, time) = text.split_once('T').unwrap_or_else(|| panic!("{text}"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let ymd: Vec<&str> = date.split('-').collect();
+    assert!(
+        ymd.len() == 3 && ymd.iter().all(|p| digits(p)) && ymd[0].len() == 4,
+        "{text}"
+    );
+    let secs = unix_ms / 1000 % 86_400;
+    let expected = format!(
+        "{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        unix_ms % 1000
+    );
+    assert_eq!(time, expected, "{text} for {unix_ms} ms");
 }

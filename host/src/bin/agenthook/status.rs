@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::AdminClient;
+use crate::client::AdminClient;
 
 /// Run the status view: one report after one interval, or with `watch` a report every
 /// interval until interrupted.
@@ -42,6 +42,14 @@ pub async fn run(
             return Ok(());
         }
         before = now;
+    }
+}
+
+/// The `--interval` flag: seconds, from 0.1 to an hour.
+pub fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err("a number of seconds from 0.1 to 3600".into()),
     }
 }
 

@@ -13,8 +13,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{Config, HmacConfig, Locator, Scheme, Secret, SignatureEncoding, SourceConfig};
-use crate::ingress::{self, Outgoing};
+use agenthook::config::{
+    Config, HmacConfig, Locator, Scheme, Secret, SignatureEncoding, SourceConfig,
+};
+use agenthook::ingress::{self, Outgoing};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -132,7 +134,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let body = read_payload(&args.file)?;
     let timestamp = match args.timestamp {
         Some(t) => t,
-        None => (crate::clock::now_ms() / 1000) as i64,
+        None => (agenthook::clock::now_ms() / 1000) as i64,
     };
     let out = Outgoing {
         event_id: args.id.as_deref(),
