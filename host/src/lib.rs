@@ -67,6 +67,8 @@ pub struct Listeners {
 /// A host with its store open and plugins loaded, not yet serving.
 pub struct Host {
     config: Config,
+    /// Each source's signature check and schemas, built once from the config.
+    verifiers: ingress::Verifiers,
     store: Store,
     registry: Arc<Registry>,
     runtime: Arc<Runtime>,
@@ -89,14 +91,16 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    /// Open the store, load and compile every plugin, settle the admin token. Nothing
-    /// listens yet; any error here means the config or a plugin must be fixed.
+    /// Build each source's verifier, open the store, load and compile every plugin,
+    /// settle the admin token. Nothing listens yet; any error here means the config or a
+    /// plugin must be fixed.
     pub async fn prepare(config: Config) -> Result<Host, RunError> {
         Self::prepare_with(config, clock::Clock::system()).await
     }
 
     /// [`Host::prepare`] with a given clock for scheduling (tests move it forward).
     pub async fn prepare_with(config: Config, clock: clock::Clock) -> Result<Host, RunError> {
+        let verifiers = ingress::Verifiers::build(&config.sources)?;
         let data_dir = config.server.data_dir.clone();
         create_dir(&data_dir)?;
         create_dir(&config.server.plugins_dir)?;
@@ -149,6 +153,7 @@ impl Host {
         };
         Ok(Host {
             config,
+            verifiers,
             store,
             registry,
             runtime,
@@ -175,8 +180,12 @@ impl Host {
             }
         };
 
-        let mut ingress =
-            ingress::Ingress::new(&self.config, self.store.clone(), self.registry.clone())?;
+        let mut ingress = ingress::Ingress::new(
+            &self.config,
+            self.verifiers,
+            self.store.clone(),
+            self.registry.clone(),
+        );
         let telemetry = metrics::Sources {
             store: self.store.clone(),
             registry: self.registry.clone(),

@@ -1,10 +1,11 @@
 //! The operator's configuration: the host's TOML file and each plugin's manifest.
 //!
-//! Everything is parsed and fully validated here, before any port binds or any plugin
-//! runs, so a mistake is reported once, naming the field, and nothing starts half-way.
-//! One file per TOML table, each resolving its own table. Secret values (`env:VAR`,
-//! `file:PATH`, or literal) are resolved here too; no other module reads the environment
-//! or secret files.
+//! Everything is parsed and validated here, before any port binds or any plugin runs, so
+//! a mistake is reported once, naming the field, and nothing starts half-way. One file
+//! per TOML table, each resolving its own table; a source's secrets and schemas are then
+//! compiled once by `ingress::Verifiers::build` in `Host::prepare`, still before any port
+//! binds. Secret values (`env:VAR`, `file:PATH`, or literal) are resolved here too; no
+//! other module reads the environment or secret files.
 
 mod email;
 pub mod manifest;
@@ -135,11 +136,7 @@ impl Config {
         let sources = raw
             .sources
             .iter()
-            .map(|(name, source)| {
-                let source = source.resolve(name)?;
-                crate::ingress::validate_source(&source)?;
-                Ok((name.clone(), source))
-            })
+            .map(|(name, source)| Ok((name.clone(), source.resolve(name)?)))
             .collect::<Result<_, ConfigError>>()?;
         Ok(Config {
             server,
