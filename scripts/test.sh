@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh machine (Rust + rustup present, nothing else):
-# installs the wasm target, builds the plugins in plugins/ (the test build script does
-# that), the host, and runs every unit and end-to-end test.
+# installs the wasm target, builds the plugins in plugins/ and tests/plugins/ (the test
+# build script does that), the host, and runs every unit and end-to-end test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

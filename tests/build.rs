@@ -1,5 +1,6 @@
-//! Builds the plugins workspace (`plugins/`) to wasm32-wasip2 components once per test
-//! build, and writes `$OUT_DIR/plugins.rs` with the path of every plugin's `.wasm` and
+//! Builds the two plugin workspaces — the examples in `plugins/` and the test fixtures in
+//! `tests/plugins/` — to wasm32-wasip2 components once per test build, into one target
+//! dir, and writes `$OUT_DIR/plugins.rs` with the path of every plugin's `.wasm` and
 //! manifest, so the tests load real components built from the current sources.
 //!
 //! The nested cargo gets a clean environment: the variables cargo sets for this build
@@ -14,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// The plugin workspaces, relative to the repository: the examples, then the fixtures.
+const WORKSPACES: &[&str] = &["plugins", "tests/plugins"];
 
 /// Variables the outer build sets that must not reach the nested one.
 const LEAKING_VARS: &[&str] = &[
@@ -53,7 +57,7 @@ const LEAKING_PREFIXES: &[&str] = &[
     "DEP_",
 ];
 
-/// One member of the plugins workspace.
+/// One member of a plugin workspace.
 struct Plugin {
     /// The package name, which is also the plugin's name.
     name: String,
@@ -68,55 +72,82 @@ fn main() {
         .parent()
         .expect("tests/ has a parent directory")
         .to_path_buf();
-    let plugins_dir = repo.join("plugins");
+    // One target dir for both workspaces, so what they share is built once.
     let target_dir = repo.join("target").join("plugins");
+    let release_dir = target_dir.join(WASM_TARGET).join("release");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    let members = workspace_members(&plugins_dir);
-    emit_rerun_if_changed(&repo, &plugins_dir, &members);
-
+    emit_rerun_if_changed(&repo);
     check_wasm_target_installed();
-    build_plugins(&plugins_dir, &target_dir);
-
-    let release_dir = target_dir.join(WASM_TARGET).join("release");
-    let plugins: Vec<Plugin> = members
-        .iter()
-        .map(|member| plugin(&plugins_dir, member, &release_dir))
-        .collect();
+    let mut plugins = Vec::new();
+    for workspace in WORKSPACES {
+        let workspace_dir = repo.join(workspace);
+        let members = workspace_members(&workspace_dir);
+        emit_rerun_if_changed_members(&workspace_dir, &members);
+        build_plugins(&workspace_dir, &target_dir);
+        plugins.extend(
+            members
+                .iter()
+                .map(|member| plugin(&workspace_dir, member, &release_dir)),
+        );
+    }
+    // Both workspaces build into one target dir, where a second plugin of the same name
+    // would overwrite the first's component.
+    let mut names = std::collections::HashSet::new();
+    for p in &plugins {
+        assert!(
+            names.insert(&p.name),
+            "two plugins are named `{}`: names must be unique across {WORKSPACES:?}",
+            p.name
+        );
+    }
     fs::write(out_dir.join("plugins.rs"), plugins_rs(&plugins)).expect("write $OUT_DIR/plugins.rs");
 }
 
-/// The `workspace.members` of plugins/Cargo.toml (plain directory names, no globs).
-fn workspace_members(plugins_dir: &Path) -> Vec<String> {
-    let manifest = read_toml(&plugins_dir.join("Cargo.toml"));
+/// The `workspace.members` of a plugin workspace's Cargo.toml (plain directory names,
+/// no globs).
+fn workspace_members(workspace_dir: &Path) -> Vec<String> {
+    let cargo_toml = workspace_dir.join("Cargo.toml");
+    let manifest = read_toml(&cargo_toml);
     let members = manifest
         .get("workspace")
         .and_then(|ws| ws.get("members"))
         .and_then(|m| m.as_array())
-        .expect("plugins/Cargo.toml has a [workspace] with a `members` list");
+        .unwrap_or_else(|| {
+            panic!(
+                "{} has no [workspace] with a `members` list",
+                cargo_toml.display()
+            )
+        });
     members
         .iter()
         .map(|m| {
-            let m = m.as_str().expect("plugins workspace members are strings");
+            let m = m.as_str().expect("plugin workspace members are strings");
             assert!(
                 !m.contains(['*', '?', '[']),
-                "plugins/Cargo.toml: list members by name, not by glob (`{m}`)"
+                "{}: list members by name, not by glob (`{m}`)",
+                cargo_toml.display()
             );
             m.to_owned()
         })
         .collect()
 }
 
-/// Rebuild when a plugin, the SDK or the WIT changes; never look inside plugins/target.
-fn emit_rerun_if_changed(repo: &Path, plugins_dir: &Path, members: &[String]) {
+/// Rebuild when the SDK or the WIT changes.
+fn emit_rerun_if_changed(repo: &Path) {
+    for path in [repo.join("sdk"), repo.join("wit")] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
+
+/// Rebuild when a workspace or one of its plugins changes; never look inside a target dir.
+fn emit_rerun_if_changed_members(workspace_dir: &Path, members: &[String]) {
     let mut watched = vec![
-        plugins_dir.join("Cargo.toml"),
-        plugins_dir.join("Cargo.lock"),
-        plugins_dir.join(".cargo"),
-        repo.join("sdk"),
-        repo.join("wit"),
+        workspace_dir.join("Cargo.toml"),
+        workspace_dir.join("Cargo.lock"),
+        workspace_dir.join(".cargo"),
     ];
-    watched.extend(members.iter().map(|m| plugins_dir.join(m)));
+    watched.extend(members.iter().map(|m| workspace_dir.join(m)));
     for path in watched {
         println!("cargo:rerun-if-changed={}", path.display());
     }
@@ -148,14 +179,14 @@ fn is_rlib(path: &Path) -> bool {
     path.extension() == Some(OsStr::new("rlib"))
 }
 
-fn build_plugins(plugins_dir: &Path, target_dir: &Path) {
+fn build_plugins(workspace_dir: &Path, target_dir: &Path) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(plugins_dir)
+    cmd.current_dir(workspace_dir)
         .arg("build")
         .arg("--release")
         .arg("--manifest-path")
-        .arg(plugins_dir.join("Cargo.toml"))
+        .arg(workspace_dir.join("Cargo.toml"))
         .args(["--target", WASM_TARGET])
         .arg("--target-dir")
         .arg(target_dir)
@@ -175,23 +206,25 @@ fn build_plugins(plugins_dir: &Path, target_dir: &Path) {
     if !output.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
         panic!(
-            "building the plugins workspace failed ({}): cargo build --release --manifest-path {} \
+            "building the plugin workspace {} failed ({}): cargo build --release --manifest-path {} \
              --target {WASM_TARGET} --target-dir {}",
+            workspace_dir.display(),
             output.status,
-            plugins_dir.join("Cargo.toml").display(),
+            workspace_dir.join("Cargo.toml").display(),
             target_dir.display()
         );
     }
 }
 
 /// Where a member's component and manifest are; both must exist.
-fn plugin(plugins_dir: &Path, member: &str, release_dir: &Path) -> Plugin {
-    let crate_manifest = read_toml(&plugins_dir.join(member).join("Cargo.toml"));
+fn plugin(workspace_dir: &Path, member: &str, release_dir: &Path) -> Plugin {
+    let member_dir = workspace_dir.join(member);
+    let crate_manifest = read_toml(&member_dir.join("Cargo.toml"));
     let name = crate_manifest
         .get("package")
         .and_then(|p| p.get("name"))
         .and_then(|n| n.as_str())
-        .unwrap_or_else(|| panic!("plugins/{member}/Cargo.toml has no package.name"))
+        .unwrap_or_else(|| panic!("{}/Cargo.toml has no package.name", member_dir.display()))
         .to_owned();
     let lib_name = crate_manifest
         .get("lib")
@@ -200,7 +233,7 @@ fn plugin(plugins_dir: &Path, member: &str, release_dir: &Path) -> Plugin {
         .map_or_else(|| name.replace('-', "_"), str::to_owned);
 
     let wasm = release_dir.join(format!("{lib_name}.wasm"));
-    let manifest = plugins_dir.join(member).join(format!("{name}.toml"));
+    let manifest = member_dir.join(format!("{name}.toml"));
     assert!(
         wasm.is_file(),
         "plugin `{name}` built without producing {} (is it a cdylib?)",
@@ -220,7 +253,7 @@ fn plugin(plugins_dir: &Path, member: &str, release_dir: &Path) -> Plugin {
 
 fn plugins_rs(plugins: &[Plugin]) -> String {
     let mut src = String::from(
-        "// @generated by tests/build.rs: the plugins of plugins/Cargo.toml, built for wasm32-wasip2.\n",
+        "// @generated by tests/build.rs: the plugins of plugins/ and tests/plugins/, built for wasm32-wasip2.\n",
     );
     let mut all = String::new();
     for p in plugins {

@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 const IDLE_PLUGINS: usize = 100;
 const MANIFEST: &str = "[[subscribe]]\nsource = \"demo\"\n";
 
-/// Options: `--wasm PATH` (default: build `plugins/test-noop`), `--iterations N`.
+/// Options: `--wasm PATH` (default: build `tests/plugins/test-noop`), `--iterations N`.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut wasm_path = None;
     let mut iterations = 20_000usize;
@@ -87,15 +87,15 @@ pub fn build_noop() -> anyhow::Result<PathBuf> {
             "test-noop",
         ])
         .arg("--manifest-path")
-        .arg(repo.join("plugins").join("Cargo.toml"))
+        .arg(repo.join("tests").join("plugins").join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("CARGO_TARGET_DIR")
         .status()
-        .context("cannot run cargo to build plugins/test-noop")?;
+        .context("cannot run cargo to build tests/plugins/test-noop")?;
     if !status.success() {
         bail!(
-            "building plugins/test-noop failed ({status}); is the wasm32-wasip2 target installed?"
+            "building tests/plugins/test-noop failed ({status}); is the wasm32-wasip2 target installed?"
         );
     }
     Ok(target_dir.join("wasm32-wasip2/release/test_noop.wasm"))

@@ -69,6 +69,8 @@ pub struct Listeners {
 /// A host with its store open and plugins loaded, not yet serving.
 pub struct Host {
     config: Config,
+    /// Each source's signature check and schemas, built once from the config.
+    verifiers: ingress::Verifiers,
     store: Store,
     registry: Arc<Registry>,
     runtime: Arc<Runtime>,
@@ -91,17 +93,19 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    /// Open the store, load and compile every plugin, settle the admin token. Nothing
-    /// listens yet; any error here means the config or a plugin must be fixed.
+    /// Build each source's verifier, open the store, load and compile every plugin,
+    /// settle the admin token. Nothing listens yet; any error here means the config or a
+    /// plugin must be fixed.
     pub async fn prepare(config: Config) -> Result<Host, RunError> {
         Self::prepare_with(config, clock::Clock::system()).await
     }
 
     /// [`Host::prepare`] with a given clock for scheduling (tests move it forward).
     pub async fn prepare_with(config: Config, clock: clock::Clock) -> Result<Host, RunError> {
+        let verifiers = ingress::Verifiers::build(&config.sources)?;
         create_dir(&config.server.data_dir)?;
         let store = Store::open(&config.server.data_dir, &config.store)?;
-        Self::prepare_with_store(config, clock, store).await
+        Self::prepare_on(config, clock, store, verifiers).await
     }
 
     /// [`Host::prepare_with`] on a store the caller opened (tests wrap one to inject
@@ -110,6 +114,16 @@ impl Host {
         config: Config,
         clock: clock::Clock,
         store: Store,
+    ) -> Result<Host, RunError> {
+        let verifiers = ingress::Verifiers::build(&config.sources)?;
+        Self::prepare_on(config, clock, store, verifiers).await
+    }
+
+    async fn prepare_on(
+        config: Config,
+        clock: clock::Clock,
+        store: Store,
+        verifiers: ingress::Verifiers,
     ) -> Result<Host, RunError> {
         let data_dir = config.server.data_dir.clone();
         create_dir(&data_dir)?;
@@ -165,6 +179,7 @@ impl Host {
         };
         Ok(Host {
             config,
+            verifiers,
             store,
             registry,
             runtime,
@@ -194,11 +209,12 @@ impl Host {
         let health = health::Health::new(self.store.clone(), self.registry.clone());
         let ingress = ingress::Ingress::new(
             &self.config,
+            self.verifiers,
             self.store.clone(),
             self.registry.clone(),
             self.clock.clone(),
             health.clone(),
-        )?;
+        );
         let telemetry = metrics::Sources {
             store: self.store.clone(),
             registry: self.registry.clone(),

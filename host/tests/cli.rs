@@ -89,3 +89,45 @@ fn invalid_plugin_refuses_to_start_naming_the_plugin() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("filesystem"));
 }
+
+#[test]
+fn unusable_secret_or_schema_exits_64_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins.d"));
+    let schema = dir.path().join("bad.schema.json");
+    std::fs::write(&schema, r#"{"type": 12}"#).unwrap();
+    let server = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nplugins_dir = \"{}\"\nadmin_token = \"t\"\n",
+        data.display(),
+        plugins.display()
+    );
+    let cases = [
+        (
+            "scheme = \"standard-webhooks\"\nsecrets = [\"whsec_!!!\"]\n".to_string(),
+            "sources.s.secrets[0]",
+        ),
+        (
+            format!(
+                "scheme = \"stripe\"\nsecrets = [\"s\"]\nschema = \"file:{}\"\n",
+                schema.display()
+            ),
+            "sources.s.schema",
+        ),
+    ];
+    for (source, needle) in cases {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, format!("{server}[sources.s]\n{source}")).unwrap();
+        let out = agenthook()
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{source}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{source}: {err}");
+        assert!(
+            !data.exists() && !plugins.exists(),
+            "nothing is created before the sources are known to be usable"
+        );
+    }
+}

@@ -23,7 +23,8 @@ use sha2::Sha256;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::oneshot;
 
-/// Paths of the plugin components built from `plugins/` by the build script.
+/// Paths of the plugin components built from `plugins/` (the examples) and
+/// `tests/plugins/` (the test fixtures) by the build script.
 pub mod plugins {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 }

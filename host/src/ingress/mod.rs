@@ -20,7 +20,7 @@ pub mod stripe;
 #[cfg(test)]
 mod testdata;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -170,10 +170,30 @@ fn raw_keys(source: &SourceConfig) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Check a source's secrets and settings at config load, so a bad secret is a config
-/// error rather than a 401 for every request.
+/// Check a source's secrets and settings without keeping its verifier (`agenthook send`
+/// checks a source built from its flags with it).
 pub fn validate_source(source: &SourceConfig) -> Result<(), ConfigError> {
     Verifier::new(source).map(|_| ())
+}
+
+/// Every configured source's verifier by source name, built once at start-up (in
+/// `Host::prepare`, before any port binds), so a bad secret or schema stops the host
+/// with a config error rather than answering 401 to every request.
+pub struct Verifiers(HashMap<String, Verifier>);
+
+impl Verifiers {
+    pub fn build(sources: &BTreeMap<String, SourceConfig>) -> Result<Verifiers, ConfigError> {
+        sources
+            .iter()
+            .map(|(name, source)| Ok((name.clone(), Verifier::new(source)?)))
+            .collect::<Result<_, ConfigError>>()
+            .map(Verifiers)
+    }
+
+    /// The verifier of the source named in the URL, if it is configured.
+    pub fn get(&self, source: &str) -> Option<&Verifier> {
+        self.0.get(source)
+    }
 }
 
 // ---- signing, for `agenthook send` ------------------------------------------------
@@ -484,7 +504,7 @@ fn body_hash_id(body: &[u8]) -> String {
 
 /// The ingress service.
 pub struct Ingress {
-    sources: HashMap<String, Verifier>,
+    sources: Verifiers,
     store: Store,
     registry: Arc<Registry>,
     /// Stamps each stored event (tests move it forward).
@@ -496,19 +516,16 @@ pub struct Ingress {
 }
 
 impl Ingress {
+    /// `sources`: the verifiers built from `config.sources` at start-up.
     pub fn new(
         config: &Config,
+        sources: Verifiers,
         store: Store,
         registry: Arc<Registry>,
         clock: Clock,
         health: Arc<Health>,
-    ) -> Result<Ingress, ConfigError> {
-        let sources = config
-            .sources
-            .iter()
-            .map(|(name, src)| Ok((name.clone(), Verifier::new(src)?)))
-            .collect::<Result<_, ConfigError>>()?;
-        Ok(Ingress {
+    ) -> Ingress {
+        Ingress {
             sources,
             store,
             registry,
@@ -516,7 +533,7 @@ impl Ingress {
             max_body_bytes: config.server.max_body_bytes,
             metrics: IngressMetrics::new(config.sources.keys()),
             health,
-        })
+        }
     }
 
     /// Requests counted per source, outcome and HTTP status, for `/metrics`.
@@ -551,7 +568,7 @@ impl Ingress {
             (&Method::GET, "/readyz") => self.readyz(),
             (_, p) if p.starts_with("/hooks/") => {
                 let source = &p["/hooks/".len()..];
-                let label = if self.sources.contains_key(source) {
+                let label = if self.sources.get(source).is_some() {
                     source
                 } else {
                     "_unknown"
@@ -720,6 +737,58 @@ impl Ingress {
                     .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
                 Ok((resp, "store_unavailable"))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn build(text: &str) -> Result<Verifiers, ConfigError> {
+        let config = Config::parse(text, Path::new("test.toml"), false).unwrap();
+        Verifiers::build(&config.sources)
+    }
+
+    #[test]
+    fn verifiers_are_built_per_source() {
+        let v = build(
+            "[sources.a]\nscheme = \"standard-webhooks\"\nsecrets = [\"whsec_eA==\"]\n[sources.b]\nscheme = \"github\"\nsecrets = [\"s\"]\n",
+        )
+        .unwrap();
+        assert!(v.get("a").is_some() && v.get("b").is_some());
+        assert!(v.get("c").is_none());
+    }
+
+    /// What the config file can express but no verifier can use is refused here, at
+    /// start-up, with an error naming the field.
+    #[test]
+    fn bad_secrets_settings_and_schemas_are_config_errors_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad_schema = dir.path().join("bad.json");
+        std::fs::write(&bad_schema, r#"{"type": 12}"#).unwrap();
+        for (text, field) in [
+            (
+                "scheme = \"standard-webhooks\"\nsecrets = [\"whsec_!!!\"]\n".to_string(),
+                "sources.a.secrets[0]",
+            ),
+            (
+                "scheme = \"hmac-sha256\"\nsecrets = [\"s\"]\nsignature_header = \"X\"\nsigned_payload = \"{ts}.{body}\"\n".to_string(),
+                "sources.a.signed_payload",
+            ),
+            (
+                format!(
+                    "scheme = \"stripe\"\nsecrets = [\"s\"]\n[sources.a.schemas]\n\"payment.*\" = \"file:{}\"\n",
+                    bad_schema.display()
+                ),
+                "sources.a.schemas.\"payment.*\"",
+            ),
+        ] {
+            let e = build(&format!("[sources.a]\n{text}")).err().unwrap();
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{e:?}");
+            assert!(e.to_string().contains(field), "{text}: {e}");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The optional JSON Schema check of a source's events (`schema = "file:..."` and
-//! `[sources.NAME.schemas]` per event type). Schemas are compiled at config load, so
-//! a bad schema stops the host before it serves; a body that fails one is answered 422
+//! `[sources.NAME.schemas]` per event type). Schemas are compiled once at start-up
+//! (`Verifiers::build`), so a bad schema stops the host before it serves; a body that fails one is answered 422
 //! naming the first violation's path, and is not stored.
 //!
 //! Schemas never fetch anything: a `$ref` to another file or URL is a config error.

@@ -203,6 +203,9 @@ fn source_and_secret(args: &SendArgs) -> anyhow::Result<(SourceConfig, Secret)> 
                 config.sources.get(&args.source).cloned().ok_or_else(|| {
                     anyhow!("{} has no [sources.{}]", path.display(), args.source)
                 })?;
+            // The host checks secrets and schemas when it starts; check this source's
+            // the same way, so a bad one is reported as the config error it is.
+            ingress::validate_source(&source).map_err(|e| anyhow!("{e}"))?;
             Some(source)
         }
         None => None,

@@ -1,0 +1,508 @@
+//! `[sources.NAME]`: the webhook senders the host accepts, each served at
+//! `POST /hooks/NAME` — its signature scheme, secrets, timestamp tolerance, the generic
+//! `hmac-sha256` settings and its JSON Schemas. Only validated and read here; the
+//! verifiers and compiled schemas are built from it once, by `crate::ingress`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Secret, validate_name};
+
+pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
+
+/// `[sources.NAME]`.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub scheme: Scheme,
+    /// Every secret is accepted, so a sender's secret can be rotated without downtime.
+    pub secrets: Vec<Secret>,
+    /// How far a signed timestamp may be from now, in either direction. Only schemes
+    /// that sign a timestamp use it.
+    pub tolerance_secs: u64,
+    /// `hmac-sha256` only: where the generic sender puts its signature, id and type.
+    pub hmac: Option<HmacConfig>,
+    /// JSON Schemas an event's body must satisfy, checked in this order.
+    pub schemas: Vec<SchemaRule>,
+}
+
+impl SourceConfig {
+    /// A source with the defaults: no schema, default tolerance, and for
+    /// `hmac-sha256` the default settings of [`HmacConfig::new`].
+    pub fn new(name: impl Into<String>, scheme: Scheme, secrets: Vec<Secret>) -> SourceConfig {
+        SourceConfig {
+            name: name.into(),
+            scheme,
+            secrets,
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            hmac: (scheme == Scheme::HmacSha256).then(|| HmacConfig::new("x-signature")),
+            schemas: Vec::new(),
+        }
+    }
+}
+
+/// A signature scheme, as named in `scheme = "..."`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// Standard Webhooks (also Svix and OpenAI): `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`.
+    StandardWebhooks,
+    /// Stripe: `Stripe-Signature: t=..,v1=..`.
+    Stripe,
+    /// GitHub: `X-Hub-Signature-256: sha256=..`.
+    Github,
+    /// Slack: `X-Slack-Signature: v0=..` with `X-Slack-Request-Timestamp`.
+    Slack,
+    /// Shopify: `X-Shopify-Hmac-Sha256: <base64>`.
+    Shopify,
+    /// Any sender that signs with HMAC-SHA256, described by [`HmacConfig`].
+    HmacSha256,
+}
+
+impl Scheme {
+    /// Every scheme, in the order the docs list them.
+    pub const ALL: [Scheme; 6] = [
+        Scheme::StandardWebhooks,
+        Scheme::Stripe,
+        Scheme::Github,
+        Scheme::Slack,
+        Scheme::Shopify,
+        Scheme::HmacSha256,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::StandardWebhooks => "standard-webhooks",
+            Scheme::Stripe => "stripe",
+            Scheme::Github => "github",
+            Scheme::Slack => "slack",
+            Scheme::Shopify => "shopify",
+            Scheme::HmacSha256 => "hmac-sha256",
+        }
+    }
+
+    /// Whether the sender signs a timestamp, so that `tolerance_secs` means something.
+    /// (`hmac-sha256` does when it has a `timestamp_header`.)
+    pub fn signs_timestamp(self) -> bool {
+        matches!(
+            self,
+            Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack | Scheme::HmacSha256
+        )
+    }
+}
+
+impl std::str::FromStr for Scheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Scheme, String> {
+        Scheme::ALL
+            .into_iter()
+            .find(|scheme| scheme.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scheme::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown scheme `{s}` (supported: {})", names.join(", "))
+            })
+    }
+}
+
+/// The generic `hmac-sha256` scheme: which headers carry what, and what is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmacConfig {
+    /// The header carrying the signature (`signature_header`, required).
+    pub signature_header: String,
+    /// Text before the signature in that header, e.g. `sha256=` (`signature_prefix`).
+    pub signature_prefix: String,
+    /// `signature_encoding = "hex"` (default) or `"base64"`.
+    pub signature_encoding: SignatureEncoding,
+    /// The header carrying a Unix timestamp in seconds (`timestamp_header`). When set,
+    /// the timestamp must be signed and within `tolerance_secs`.
+    pub timestamp_header: Option<String>,
+    /// What is signed (`signed_payload`): a template of `{body}` (exactly once),
+    /// `{timestamp}`, `{id}` and literal text. Default `{body}`.
+    pub signed_payload: String,
+    /// Where the event id is (`id_header` or `id_pointer`); none = a hash of the body.
+    pub id: Option<Locator>,
+    /// Where the event type is (`type_header` or `type_pointer`); none = `webhook`.
+    pub event_type: Option<Locator>,
+}
+
+impl HmacConfig {
+    /// Hex HMAC-SHA256 of the body in `signature_header`, nothing else.
+    pub fn new(signature_header: impl Into<String>) -> HmacConfig {
+        HmacConfig {
+            signature_header: signature_header.into(),
+            signature_prefix: String::new(),
+            signature_encoding: SignatureEncoding::Hex,
+            timestamp_header: None,
+            signed_payload: "{body}".into(),
+            id: None,
+            event_type: None,
+        }
+    }
+}
+
+/// How a generic signature is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+}
+
+/// Where a value is found in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    /// A request header.
+    Header(String),
+    /// A JSON pointer (RFC 6901) into the body, e.g. `/data/id`.
+    Pointer(String),
+}
+
+/// A JSON Schema for a source's events: `schema = "file:..."` (every event) or an
+/// entry of `[sources.NAME.schemas]` (events whose type matches a glob).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaRule {
+    /// `None` for every event, else the glob on the event type.
+    pub types: Option<String>,
+    /// Where the schema was read from, for messages.
+    pub path: PathBuf,
+    pub schema: serde_json::Value,
+}
+
+/// A `[sources.NAME]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    scheme: String,
+    secrets: Vec<String>,
+    tolerance_secs: Option<u64>,
+    schema: Option<String>,
+    schemas: Option<BTreeMap<String, String>>,
+    // hmac-sha256 only:
+    signature_header: Option<String>,
+    signature_prefix: Option<String>,
+    signature_encoding: Option<SignatureEncoding>,
+    timestamp_header: Option<String>,
+    signed_payload: Option<String>,
+    id_header: Option<String>,
+    id_pointer: Option<String>,
+    type_header: Option<String>,
+    type_pointer: Option<String>,
+}
+
+impl RawSource {
+    /// Validate one `[sources.NAME]` table and resolve its secrets and schema files.
+    pub(super) fn resolve(&self, name: &str) -> Result<SourceConfig, ConfigError> {
+        let field = format!("sources.{name}");
+        validate_name(name).map_err(|m| ConfigError::invalid(&field, m))?;
+        let scheme: Scheme = self
+            .scheme
+            .parse()
+            .map_err(|m: String| ConfigError::invalid(format!("{field}.scheme"), m))?;
+        if self.secrets.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{field}.secrets"),
+                "at least one secret is required",
+            ));
+        }
+        let secrets = self
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Secret::resolve(s, &format!("{field}.secrets[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let hmac = if scheme == Scheme::HmacSha256 {
+            Some(self.hmac_config(&field)?)
+        } else {
+            if let Some(key) = self.hmac_keys().find(|(_, set)| *set).map(|(k, _)| k) {
+                return Err(ConfigError::invalid(
+                    format!("{field}.{key}"),
+                    format!(
+                        "only scheme = \"hmac-sha256\" uses this setting; scheme = \"{}\" knows where its sender puts the signature",
+                        scheme.as_str()
+                    ),
+                ));
+            }
+            None
+        };
+        let timestamped = match &hmac {
+            Some(h) => h.timestamp_header.is_some(),
+            None => scheme.signs_timestamp(),
+        };
+        let tolerance_secs = match self.tolerance_secs {
+            Some(_) if !timestamped => {
+                return Err(ConfigError::invalid(
+                    format!("{field}.tolerance_secs"),
+                    match scheme {
+                        Scheme::HmacSha256 => "has no effect without timestamp_header".to_string(),
+                        _ => format!(
+                            "scheme = \"{}\" signs no timestamp; replays are absorbed by event-id dedup",
+                            scheme.as_str()
+                        ),
+                    },
+                ));
+            }
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    format!("{field}.tolerance_secs"),
+                    "must be at least 1",
+                ));
+            }
+            Some(t) => t,
+            None => DEFAULT_TOLERANCE_SECS,
+        };
+
+        let mut schemas = Vec::new();
+        if let Some(spec) = &self.schema {
+            schemas.push(load_schema(spec, None, &format!("{field}.schema"))?);
+        }
+        for (types, spec) in self.schemas.iter().flatten() {
+            schemas.push(load_schema(
+                spec,
+                Some(types),
+                &format!("{field}.schemas.\"{types}\""),
+            )?);
+        }
+
+        Ok(SourceConfig {
+            name: name.to_string(),
+            scheme,
+            secrets,
+            tolerance_secs,
+            hmac,
+            schemas,
+        })
+    }
+
+    /// The `hmac-sha256` settings, each with whether it was given.
+    fn hmac_keys(&self) -> impl Iterator<Item = (&'static str, bool)> {
+        [
+            ("signature_header", self.signature_header.is_some()),
+            ("signature_prefix", self.signature_prefix.is_some()),
+            ("signature_encoding", self.signature_encoding.is_some()),
+            ("timestamp_header", self.timestamp_header.is_some()),
+            ("signed_payload", self.signed_payload.is_some()),
+            ("id_header", self.id_header.is_some()),
+            ("id_pointer", self.id_pointer.is_some()),
+            ("type_header", self.type_header.is_some()),
+            ("type_pointer", self.type_pointer.is_some()),
+        ]
+        .into_iter()
+    }
+
+    fn hmac_config(&self, field: &str) -> Result<HmacConfig, ConfigError> {
+        let Some(signature_header) = &self.signature_header else {
+            return Err(ConfigError::invalid(
+                format!("{field}.signature_header"),
+                "scheme = \"hmac-sha256\" needs the name of the header that carries the signature",
+            ));
+        };
+        let locator =
+            |header: &Option<String>, pointer: &Option<String>, what: &str| match (header, pointer)
+            {
+                (Some(_), Some(_)) => Err(ConfigError::invalid(
+                    format!("{field}.{what}_pointer"),
+                    format!("give {what}_header or {what}_pointer, not both"),
+                )),
+                (Some(h), None) => Ok(Some(Locator::Header(h.clone()))),
+                (None, Some(p)) => Ok(Some(Locator::Pointer(p.clone()))),
+                (None, None) => Ok(None),
+            };
+        Ok(HmacConfig {
+            signature_header: signature_header.clone(),
+            signature_prefix: self.signature_prefix.clone().unwrap_or_default(),
+            signature_encoding: self.signature_encoding.unwrap_or(SignatureEncoding::Hex),
+            timestamp_header: self.timestamp_header.clone(),
+            signed_payload: self
+                .signed_payload
+                .clone()
+                .unwrap_or_else(|| "{body}".into()),
+            id: locator(&self.id_header, &self.id_pointer, "id")?,
+            event_type: locator(&self.type_header, &self.type_pointer, "type")?,
+        })
+    }
+}
+
+/// Read a `file:PATH` JSON Schema. Whether it is a valid schema is checked when the
+/// source's verifier compiles it, in `Host::prepare`, before anything listens.
+fn load_schema(spec: &str, types: Option<&str>, field: &str) -> Result<SchemaRule, ConfigError> {
+    let Some(path) = spec.strip_prefix("file:") else {
+        return Err(ConfigError::invalid(
+            field,
+            format!("`{spec}` is not `file:PATH` (a JSON Schema file)"),
+        ));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::invalid(field, format!("cannot read schema {path}: {e}")))?;
+    let schema = serde_json::from_str(&text)
+        .map_err(|e| ConfigError::invalid(field, format!("schema {path} is not JSON: {e}")))?;
+    Ok(SchemaRule {
+        types: types.map(str::to_string),
+        path: PathBuf::from(path),
+        schema,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::parse;
+
+    #[test]
+    fn unknown_scheme_names_the_field() {
+        let e = parse("[sources.a]\nscheme = \"paypal\"\nsecrets = [\"x\"]\n").unwrap_err();
+        assert!(e.to_string().contains("sources.a.scheme"), "{e}");
+        assert!(e.to_string().contains("paypal"), "{e}");
+    }
+
+    #[test]
+    fn every_scheme_parses() {
+        for scheme in Scheme::ALL {
+            let extra = match scheme {
+                Scheme::HmacSha256 => "signature_header = \"X-Sig\"\n",
+                _ => "",
+            };
+            let secret = match scheme {
+                Scheme::StandardWebhooks => "whsec_eA==",
+                _ => "s",
+            };
+            let c = parse(&format!(
+                "[sources.a]\nscheme = \"{}\"\nsecrets = [\"{secret}\"]\n{extra}",
+                scheme.as_str()
+            ))
+            .unwrap_or_else(|e| panic!("{}: {e}", scheme.as_str()));
+            assert_eq!(c.sources["a"].scheme, scheme);
+            assert_eq!(c.sources["a"].hmac.is_some(), scheme == Scheme::HmacSha256);
+        }
+        let e = parse("[sources.a]\nscheme = \"paypal\"\nsecrets = [\"x\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("hmac-sha256"),
+            "lists the schemes: {e}"
+        );
+    }
+
+    #[test]
+    fn generic_hmac_settings_parse() {
+        let c = parse(
+            r#"[sources.acme]
+scheme = "hmac-sha256"
+secrets = ["k1", "k2"]
+signature_header = "X-Acme-Signature"
+signature_prefix = "sha256="
+signature_encoding = "base64"
+timestamp_header = "X-Acme-Timestamp"
+signed_payload = "{timestamp}.{body}"
+id_pointer = "/id"
+type_header = "X-Acme-Event"
+tolerance_secs = 60
+"#,
+        )
+        .unwrap();
+        let s = &c.sources["acme"];
+        assert_eq!(s.tolerance_secs, 60);
+        assert_eq!(s.secrets.len(), 2);
+        let h = s.hmac.as_ref().unwrap();
+        assert_eq!(h.signature_encoding, SignatureEncoding::Base64);
+        assert_eq!(h.id, Some(Locator::Pointer("/id".into())));
+        assert_eq!(h.event_type, Some(Locator::Header("X-Acme-Event".into())));
+    }
+
+    #[test]
+    fn settings_a_scheme_does_not_use_are_refused_naming_the_field() {
+        for (text, field) in [
+            (
+                "scheme = \"stripe\"\nsecrets = [\"s\"]\nsignature_header = \"X\"\n",
+                "sources.a.signature_header",
+            ),
+            (
+                "scheme = \"slack\"\nsecrets = [\"s\"]\ntype_pointer = \"/t\"\n",
+                "sources.a.type_pointer",
+            ),
+            (
+                "scheme = \"github\"\nsecrets = [\"s\"]\ntolerance_secs = 60\n",
+                "sources.a.tolerance_secs",
+            ),
+            (
+                "scheme = \"shopify\"\nsecrets = [\"s\"]\ntolerance_secs = 60\n",
+                "sources.a.tolerance_secs",
+            ),
+            (
+                "scheme = \"hmac-sha256\"\nsecrets = [\"s\"]\nsignature_header = \"X\"\ntolerance_secs = 60\n",
+                "sources.a.tolerance_secs",
+            ),
+            (
+                "scheme = \"stripe\"\nsecrets = [\"s\"]\ntolerance_secs = 0\n",
+                "sources.a.tolerance_secs",
+            ),
+            (
+                "scheme = \"hmac-sha256\"\nsecrets = [\"s\"]\n",
+                "sources.a.signature_header",
+            ),
+            (
+                "scheme = \"hmac-sha256\"\nsecrets = [\"s\"]\nsignature_header = \"X\"\nid_header = \"A\"\nid_pointer = \"/a\"\n",
+                "sources.a.id_pointer",
+            ),
+            ("scheme = \"stripe\"\nsecrets = []\n", "sources.a.secrets"),
+            (
+                "scheme = \"stripe\"\nsecrets = [\"s\"]\nschema = \"schema.json\"\n",
+                "sources.a.schema",
+            ),
+            (
+                "scheme = \"stripe\"\nsecrets = [\"s\"]\nschema = \"file:/nonexistent/agenthook.json\"\n",
+                "sources.a.schema",
+            ),
+        ] {
+            let e = parse(&format!("[sources.a]\n{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let e = parse("[sources.a]\nscheme = \"hmac-sha256\"\nsecrets = [\"s\"]\nsignature_header = \"X\"\nsignature_encoding = \"hax\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signature_encoding") || e.contains("hax"), "{e}");
+    }
+
+    /// (A file that is JSON but not a usable schema is refused when ingress compiles
+    /// it: `ingress::Verifiers::build`.)
+    #[test]
+    fn schemas_load_from_files_and_unreadable_ones_are_config_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.json");
+        std::fs::write(&good, r#"{"type": "object", "required": ["id"]}"#).unwrap();
+        let not_json = dir.path().join("not.json");
+        std::fs::write(&not_json, "{").unwrap();
+        let text = |schema: &std::path::Path, typed: &std::path::Path| {
+            format!(
+                "[sources.a]\nscheme = \"stripe\"\nsecrets = [\"s\"]\nschema = \"file:{}\"\n[sources.a.schemas]\n\"payment.*\" = \"file:{}\"\n",
+                schema.display(),
+                typed.display()
+            )
+        };
+        let c = parse(&text(&good, &good)).unwrap();
+        let rules = &c.sources["a"].schemas;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].types, None);
+        assert_eq!(rules[1].types.as_deref(), Some("payment.*"));
+        let e = parse(&text(&good, &not_json)).unwrap_err().to_string();
+        assert!(e.contains("sources.a.schemas.\"payment.*\""), "{e}");
+        let e = parse(&text(&not_json, &good)).unwrap_err().to_string();
+        assert!(
+            e.contains("sources.a.schema") && e.contains("not JSON"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let e = parse(
+            "[sources.\"Bad/Name\"]\nscheme = \"standard-webhooks\"\nsecrets = [\"whsec_eA==\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a valid name"), "{e}");
+    }
+}
