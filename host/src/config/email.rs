@@ -1,6 +1,6 @@
 //! `[email]` and `[emit]`: the limits on what plugins send out of the host — mail
 //! through the operator's SMTP server, and events emitted to other plugins. Only
-//! validated here; the tools that send are `crate::tools::email` and `crate::tools::emit`.
+//! validated here; the tools that send are `tools::email` and `tools::emit`.
 
 use serde::Deserialize;
 

@@ -1,7 +1,7 @@
 //! `[sources.NAME]`: the webhook senders the host accepts, each served at
 //! `POST /hooks/NAME` — its signature scheme, secrets, timestamp tolerance, the generic
 //! `hmac-sha256` settings and its JSON Schemas. Only validated and read here; the
-//! verifiers and compiled schemas are built from it once, by `crate::ingress`.
+//! verifiers and compiled schemas are built from it once, by `ingress`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

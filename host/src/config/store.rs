@@ -1,6 +1,6 @@
 //! `[store]`: how long events, dedup keys and dead letters are kept, when ingress pushes
 //! back, and how the store batches its commits. Only validated here; the store itself is
-//! `crate::store`.
+//! `store`.
 
 use serde::Deserialize;
 

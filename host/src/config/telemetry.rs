@@ -1,5 +1,5 @@
 //! `[telemetry]`: where traces are exported, if anywhere. Only validated here; the
-//! exporter itself is `crate::telemetry`, and needs a build with the `otlp` feature.
+//! exporter itself is `telemetry`, and needs a build with the `otlp` feature.
 
 use serde::Deserialize;
 

@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::health::Health;
 use crate::plugins::Registry;
 use crate::store::Store;
+use crate::tools::ToolMetrics;
 pub use ingress::IngressMetrics;
 
 /// The `Content-Type` of `/metrics`.
@@ -52,15 +53,6 @@ pub struct AttemptLabels {
     pub outcome: &'static str,
     /// Why: `ok`, `handler`, `trap`, `cpu_deadline`, `memory_limit`, `timeout`.
     pub kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ToolLabels {
-    pub plugin: String,
-    /// `kv.get`, `http.fetch`, `email.send`, `events.emit`, …
-    pub tool: &'static str,
-    /// `ok`, `denied`, `limited`, `invalid` or `error`.
-    pub outcome: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -196,12 +188,6 @@ impl DeliveryMetrics {
             })
             .collect()
     }
-}
-
-/// Tool calls by plugin, tool and outcome.
-#[derive(Debug, Clone, Default)]
-pub struct ToolMetrics {
-    pub calls: Family<ToolLabels, Counter>,
 }
 
 /// Everything `/metrics`, `/readyz` and the status view read.

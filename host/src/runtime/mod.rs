@@ -5,7 +5,7 @@
 //! A plugin is compiled and linked once (`HandlerPre`); each delivery instantiates it
 //! from the pool into a new `Store` that holds only what the manifest grants: no
 //! filesystem, environment, sockets or clocks beyond WASI's defaults, a memory limit,
-//! a CPU and a wall-clock deadline, and the host tools (`crate::tools`).
+//! a CPU and a wall-clock deadline, and the host tools (`tools`).
 //!
 //! Loading validates before anything can run: the bytes must be a component, compile,
 //! import only what the host provides, export the `handler` world, and instantiate

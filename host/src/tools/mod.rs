@@ -16,10 +16,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use crate::clock::Clock;
 use crate::config::manifest::{Grants, Manifest};
 use crate::config::{Config, ConfigError, Secret};
-use crate::metrics::{ToolLabels, ToolMetrics};
 use crate::store::{EventId, EventMeta, Store};
 use crate::wit::agenthook::plugin::types::{self, ToolError};
 
@@ -32,6 +35,21 @@ const MAX_TOOL_CALLS: u32 = 10_000;
 const MAX_LOG_LINES: usize = 200;
 const MAX_LOG_BYTES: usize = 64 * 1024;
 const MAX_LOG_LINE: usize = 4096;
+
+/// Tool calls by plugin, tool and outcome, counted here and registered by `metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct ToolMetrics {
+    pub calls: Family<ToolLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    pub plugin: String,
+    /// `kv.get`, `http.fetch`, `email.send`, `events.emit`, …
+    pub tool: &'static str,
+    /// `ok`, `denied`, `limited`, `invalid` or `error`.
+    pub outcome: &'static str,
+}
 
 /// Where an emitted event goes: the plugins subscribed to its source and type. The
 /// plugin registry answers it; the tools only ask.
