@@ -309,6 +309,8 @@ impl Dispatcher {
                 .call(&guest.compiled, &guest.manifest, tools, wit_event)
                 .await
         };
+        // The call's logs and tool calls belong to this delivery's span there too.
+        let call = call.instrument(tracing::Span::current());
         let report = match self.runtime.guests().spawn(call).await {
             Ok(report) => report,
             Err(e) => CallReport {
