@@ -121,7 +121,7 @@ pub async fn per_delivery(
         ..RuntimeOptions::default()
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let plugin = build_plugin(&runtime, "noop", MANIFEST, wasm)?;
+    let plugin = build_plugin(&runtime, &Default::default(), "noop", MANIFEST, wasm)?;
     let data = tempfile::tempdir()?;
     let config = Config::parse(
         &format!(

@@ -137,8 +137,8 @@ impl Host {
         );
 
         let rt = runtime.clone();
-        let dir = config.server.plugins_dir.clone();
-        let plugins = tokio::task::spawn_blocking(move || plugins::load_dir(&rt, &dir))
+        let (allowed, dir) = (config.plugins.clone(), config.server.plugins_dir.clone());
+        let plugins = tokio::task::spawn_blocking(move || plugins::load_dir(&rt, &allowed, &dir))
             .await
             .map_err(|e| RunError::Runtime(wasmtime::Error::msg(e.to_string())))??;
         let registry = Arc::new(Registry::new(store.due_changed()));
@@ -153,6 +153,7 @@ impl Host {
             tools.clone(),
             config.server.plugins_dir.clone(),
             config.sources.keys().cloned().collect(),
+            config.plugins.clone(),
         ));
         let mut versions = std::collections::HashSet::new();
         for plugin in plugins {

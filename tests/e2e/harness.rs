@@ -157,6 +157,17 @@ secrets = ["{SECRET}"]
         self.spawn_binary(cmd).await
     }
 
+    /// Start the real binary with these environment variables set (e.g. the secrets
+    /// that `env:` references name).
+    pub async fn start_binary_with_env(&self, vars: &[(&str, &str)]) -> TestHost {
+        let mut cmd = tokio::process::Command::new(agenthook_bin());
+        cmd.arg("serve")
+            .env("AGENTHOOK_LOG", "warn")
+            .envs(vars.iter().copied())
+            .stderr(Stdio::inherit());
+        self.spawn_binary(cmd).await
+    }
+
     /// Start the real binary with `--log-format json` and `AGENTHOOK_LOG=filter`, its
     /// log (stderr) written to `log`.
     pub async fn start_binary_logging(&self, filter: &str, log: &Path) -> TestHost {
@@ -359,6 +370,25 @@ impl TestHost {
         let body = body.to_string();
         let headers = standard_webhooks_headers(SECRET, id, unix_now(), body.as_bytes());
         self.post("demo", &headers, body.as_bytes()).await
+    }
+
+    /// Deploy a plugin through `PUT /admin/v1/plugins/{name}`.
+    pub async fn deploy(&self, name: &str, manifest: &str, component: &[u8]) -> Resp {
+        let body =
+            serde_json::json!({ "manifest": manifest, "wasm_base64": B64.encode(component) });
+        let headers = vec![
+            ("authorization", format!("Bearer {TOKEN}")),
+            ("content-type", "application/json".into()),
+        ];
+        self.request(
+            http::Method::PUT,
+            self.admin,
+            &format!("/admin/v1/plugins/{name}"),
+            &headers,
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .expect("PUT plugin")
     }
 
     /// POST JSON to an admin path with the test token.

@@ -8,6 +8,7 @@ mod foundation;
 mod harness;
 mod lifecycle;
 mod observability;
+mod secrets;
 mod senders;
 mod servers;
 mod tools;

@@ -413,8 +413,10 @@ async fn payment_notify_fetches_the_customer_and_emails_a_receipt() {
     let mut env = TestEnv::new();
     let key_file = env.dir.path().join("stripe_api_key");
     std::fs::write(&key_file, "sk_test_4eC39HqLyjWDarjtT1zdp7dc\n").unwrap();
+    // The manifest names the key file: the host config must allow its directory.
     env.extra_config = format!(
-        "[sources.stripe]\nscheme = \"stripe\"\nsecrets = [\"{STRIPE_SECRET}\"]\n\n{}",
+        "[sources.stripe]\nscheme = \"stripe\"\nsecrets = [\"{STRIPE_SECRET}\"]\n\n[plugins]\nallow_files_under = [\"{}\"]\n\n{}",
+        env.dir.path().display(),
         smtp.email_config("")
     );
     env.install_plugin(

@@ -3,7 +3,8 @@
 //!
 //! Deny by default: a grant that is absent is off, and a grant this host does not know
 //! is an error naming the field, so an operator never believes they granted (or
-//! withheld) something the host ignores.
+//! withheld) something the host ignores. The host secrets a manifest names (`env:`,
+//! `file:`) resolve only where the host config's `[plugins]` allows.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
 
-use super::{ConfigError, Secret};
+use super::{ConfigError, PluginsConfig, Secret};
 
 /// The upper bound an operator may give `limits.memory_mb`; the instance pool reserves
 /// address space for this much per instance.
@@ -315,17 +316,18 @@ impl EmailGrant {
 }
 
 /// Resolve a header value that may name a secret: `env:VAR`, `file:PATH`, or text whose
-/// last word is one (`Bearer env:CRM_KEY`); anything else is literal.
-fn resolve_header_value(value: &str, field: &str) -> Result<Secret, ConfigError> {
+/// last word is one (`Bearer env:CRM_KEY`), if `allowed` lets manifests read it;
+/// anything else is literal.
+fn resolve_header_value(
+    value: &str,
+    field: &str,
+    allowed: &PluginsConfig,
+) -> Result<Secret, ConfigError> {
     let (prefix, last) = match value.rsplit_once(' ') {
         Some((p, l)) => (format!("{p} "), l),
         None => (String::new(), value),
     };
-    let resolved = if last.starts_with("env:") || last.starts_with("file:") {
-        format!("{prefix}{}", Secret::resolve(last, field)?.expose())
-    } else {
-        value.to_string()
-    };
+    let resolved = format!("{prefix}{}", allowed.resolve(last, field)?.expose());
     if http::HeaderValue::from_str(&resolved).is_err() {
         return Err(ConfigError::invalid(
             field,
@@ -407,9 +409,10 @@ impl Default for RetryPolicy {
 }
 
 impl Manifest {
-    /// Parse and validate manifest text. Errors name the field, e.g.
+    /// Parse and validate manifest text; `env:` and `file:` values resolve only where
+    /// `allowed` (the host config's `[plugins]`) lets them. Errors name the field, e.g.
     /// `limits.memory_mb: must be between 1 and 1024`.
-    pub fn parse(text: &str) -> Result<Manifest, ConfigError> {
+    pub fn parse(text: &str, allowed: &PluginsConfig) -> Result<Manifest, ConfigError> {
         let raw: RawManifest = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: "manifest".into(),
             message: e.to_string(),
@@ -514,16 +517,11 @@ impl Manifest {
             ));
         }
 
-        let grants = parse_grants(raw.grants)?;
+        let grants = parse_grants(raw.grants, allowed)?;
 
         let mut config = BTreeMap::new();
         for (key, value) in raw.config {
-            let field = format!("config.{key}");
-            let resolved = if value.starts_with("env:") || value.starts_with("file:") {
-                Secret::resolve(&value, &field)?
-            } else {
-                Secret::new(value)
-            };
+            let resolved = allowed.resolve(&value, &format!("config.{key}"))?;
             config.insert(key, resolved);
         }
 
@@ -543,7 +541,7 @@ impl Manifest {
 
 /// Validate `[grants]`: every entry must parse, and `http_headers` may only name
 /// origins that `http` lists.
-fn parse_grants(raw: RawGrants) -> Result<Grants, ConfigError> {
+fn parse_grants(raw: RawGrants, allowed: &PluginsConfig) -> Result<Grants, ConfigError> {
     let mut http = Vec::new();
     for (i, entry) in raw.http.unwrap_or_default().iter().enumerate() {
         let grant = HttpGrant::parse(entry)
@@ -564,7 +562,7 @@ fn parse_grants(raw: RawGrants) -> Result<Grants, ConfigError> {
                 .map_err(|_| ConfigError::invalid(&field, "not a valid HTTP header name"))?;
             grant
                 .headers
-                .push((header, resolve_header_value(&value, &field)?));
+                .push((header, resolve_header_value(&value, &field, allowed)?));
         }
     }
 
@@ -613,9 +611,14 @@ fn in_range(v: u64, min: u64, max: u64, field: &str) -> Result<u64, ConfigError>
 mod tests {
     use super::*;
 
+    /// Parse under the default `[plugins]`, which allows no `env:` or `file:` value.
+    fn parse(text: &str) -> Result<Manifest, ConfigError> {
+        Manifest::parse(text, &PluginsConfig::default())
+    }
+
     #[test]
     fn design_example_parses() {
-        let m = Manifest::parse(
+        let m = parse(
             r#"
 [[subscribe]]
 source = "stripe"
@@ -657,7 +660,7 @@ target_url = "http://127.0.0.1:8000/sink"
 
     #[test]
     fn tool_grants_parse_and_match() {
-        let m = Manifest::parse(
+        let m = parse(
             r#"
 [[subscribe]]
 source = "plugin:lead-router"
@@ -721,22 +724,57 @@ Authorization = "Bearer sk_literal"
     }
 
     #[test]
-    fn http_header_secrets_resolve_from_env() {
-        let e = Manifest::parse(
-            "[grants]\nhttp = [\"https://api.example.com\"]\n[grants.http_headers.\"https://api.example.com\"]\nAuthorization = \"Bearer env:AGENTHOOK_TEST_NOPE_2\"\n",
-        )
-        .unwrap_err()
-        .to_string();
+    fn secrets_resolve_only_where_the_host_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("api_key");
+        std::fs::write(&key, "sk_from_file\n").unwrap();
+        let text = format!(
+            "[grants]\nhttp = [\"https://api.example.com\"]\n[grants.http_headers.\"https://api.example.com\"]\nAuthorization = \"Bearer file:{}\"\n[config]\nk = \"file:{}\"\n",
+            key.display(),
+            key.display()
+        );
+        let e = parse(&text).unwrap_err().to_string();
         assert!(
-            e.contains("grants.http_headers.\"https://api.example.com\".Authorization"),
+            e.contains("grants.http_headers.\"https://api.example.com\".Authorization")
+                && e.contains(&format!("`file:{}` is refused", key.display()))
+                && e.contains("plugins.allow_files_under"),
             "{e}"
         );
-        assert!(e.contains("AGENTHOOK_TEST_NOPE_2"), "{e}");
+        let allowed = crate::config::tests::parse(&format!(
+            "[plugins]\nallow_files_under = [\"{}\"]\nallow_env = [\"AGENTHOOK_TEST_*\"]\n",
+            dir.path().display()
+        ))
+        .unwrap()
+        .plugins;
+        let m = Manifest::parse(&text, &allowed).unwrap();
+        assert_eq!(
+            m.grants.http[0].headers[0].1.expose(),
+            "Bearer sk_from_file"
+        );
+        assert_eq!(m.config["k"].expose(), "sk_from_file");
+
+        // Allowed but unset: named like any unset variable; not allowed: refused.
+        let e = Manifest::parse("[config]\nk = \"env:AGENTHOOK_TEST_NOPE_2\"\n", &allowed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config.k") && e.contains("AGENTHOOK_TEST_NOPE_2 is not set"),
+            "{e}"
+        );
+        let e = Manifest::parse("[config]\nk = \"env:HOME\"\n", &allowed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config.k")
+                && e.contains("`env:HOME` is refused")
+                && e.contains("plugins.allow_env"),
+            "{e}"
+        );
     }
 
     #[test]
     fn defaults_deny_everything_and_subscribe_to_nothing() {
-        let m = Manifest::parse("").unwrap();
+        let m = parse("").unwrap();
         assert!(!m.grants.kv);
         assert!(m.grants.http.is_empty() && m.grants.email.is_empty());
         assert!(!m.grants.emit_allows("anything"));
@@ -747,7 +785,7 @@ Authorization = "Bearer sk_literal"
 
     #[test]
     fn omitted_types_match_every_type() {
-        let m = Manifest::parse("[[subscribe]]\nsource = \"demo\"\n").unwrap();
+        let m = parse("[[subscribe]]\nsource = \"demo\"\n").unwrap();
         assert!(m.subscribes_to("demo", "anything.at_all"));
     }
 
@@ -804,7 +842,7 @@ Authorization = "Bearer sk_literal"
             ("[config]\nk = \"env:AGENTHOOK_TEST_NOPE_1\"\n", "config.k"),
             ("[limitz]\n", "limitz"),
         ] {
-            let e = Manifest::parse(text).unwrap_err().to_string();
+            let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text:?} gave {e}");
         }
     }

@@ -5,10 +5,12 @@
 //! per TOML table, each resolving its own table; a source's secrets and schemas are then
 //! compiled once by `ingress::Verifiers::build` in `Host::prepare`, still before any port
 //! binds. Secret values (`env:VAR`, `file:PATH`, or literal) are resolved here too; no
-//! other module reads the environment or secret files.
+//! other module reads the environment or secret files. Those a plugin manifest names
+//! resolve only where `[plugins]` allows (`PluginsConfig::resolve`).
 
 mod email;
 pub mod manifest;
+mod plugins;
 mod secret;
 mod server;
 mod sources;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use email::{DEFAULT_EMAILS_PER_HOUR, EmailConfig, EmitConfig, SmtpTls};
+pub use plugins::PluginsConfig;
 pub use secret::Secret;
 pub use server::{
     DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_TOKEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
@@ -74,6 +77,8 @@ pub struct Config {
     pub emit: EmitConfig,
     /// `[telemetry]`: where traces are exported, if anywhere.
     pub telemetry: TelemetryConfig,
+    /// `[plugins]`: the host secrets (`env:`, `file:`) plugin manifests may name.
+    pub plugins: PluginsConfig,
 }
 
 /// The whole file as written; each table resolves itself.
@@ -91,6 +96,8 @@ struct RawConfig {
     emit: email::RawEmit,
     #[serde(default)]
     telemetry: telemetry::RawTelemetry,
+    #[serde(default)]
+    plugins: plugins::RawPlugins,
 }
 
 /// The config used when `serve` is started without `--config`: loopback only, one
@@ -151,6 +158,7 @@ impl Config {
                 .transpose()?,
             emit: raw.emit.resolve()?,
             telemetry: raw.telemetry.resolve()?,
+            plugins: raw.plugins.resolve()?,
         })
     }
 }

@@ -2,6 +2,8 @@
 //! config loads. This is the one place the host reads the environment or a secret file
 //! on the operator's behalf; a resolved [`Secret`] never prints its value.
 
+use std::path::Path;
+
 use super::ConfigError;
 
 /// A resolved secret value. Its `Debug` never prints the value.
@@ -18,37 +20,49 @@ impl Secret {
     }
 
     /// Resolve `env:VAR`, `file:PATH` or a literal value. `field` names the setting in
-    /// the error message.
+    /// the error message. For the operator's own config; a plugin manifest's values go
+    /// through `PluginsConfig::resolve`, which allows only what `[plugins]` lists.
     pub fn resolve(spec: &str, field: &str) -> Result<Secret, ConfigError> {
         if let Some(var) = spec.strip_prefix("env:") {
-            match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Ok(Secret(v)),
-                Ok(_) => Err(ConfigError::invalid(
-                    field,
-                    format!("environment variable {var} is empty"),
-                )),
-                Err(_) => Err(ConfigError::invalid(
-                    field,
-                    format!("environment variable {var} is not set"),
-                )),
-            }
+            Secret::from_env(var, field)
         } else if let Some(path) = spec.strip_prefix("file:") {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::invalid(field, format!("cannot read secret file {path}: {e}"))
-            })?;
-            let value = text.trim_end_matches(['\r', '\n']).to_string();
-            if value.is_empty() {
-                return Err(ConfigError::invalid(
-                    field,
-                    format!("secret file {path} is empty"),
-                ));
-            }
-            Ok(Secret(value))
+            Secret::from_file(Path::new(path), field)
         } else if spec.is_empty() {
             Err(ConfigError::invalid(field, "secret is empty"))
         } else {
             Ok(Secret(spec.to_string()))
         }
+    }
+
+    /// The value of an environment variable, which must be set and not empty.
+    pub(super) fn from_env(var: &str, field: &str) -> Result<Secret, ConfigError> {
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+            Ok(_) => Err(ConfigError::invalid(
+                field,
+                format!("environment variable {var} is empty"),
+            )),
+            Err(_) => Err(ConfigError::invalid(
+                field,
+                format!("environment variable {var} is not set"),
+            )),
+        }
+    }
+
+    /// A file's content without its trailing line break; it must not be empty.
+    pub(super) fn from_file(path: &Path, field: &str) -> Result<Secret, ConfigError> {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid(field, format!("cannot read secret file {shown}: {e}"))
+        })?;
+        let value = text.trim_end_matches(['\r', '\n']).to_string();
+        if value.is_empty() {
+            return Err(ConfigError::invalid(
+                field,
+                format!("secret file {shown} is empty"),
+            ));
+        }
+        Ok(Secret(value))
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use super::registry::{Plugin, PluginError, Registry, build_plugin, manifest_digest};
+use crate::config::PluginsConfig;
 use crate::runtime::Runtime;
 use crate::tools::{Services, Tools};
 
@@ -45,6 +46,8 @@ pub struct Deployer {
     dir: PathBuf,
     /// The configured sources, to warn about subscriptions nothing can match.
     sources: BTreeSet<String>,
+    /// The host config's `[plugins]`: which host secrets a manifest may name.
+    allowed: Arc<PluginsConfig>,
     /// Held across validate → write files → swap, so the watcher and the admin API
     /// never interleave changes to one plugin.
     lock: Mutex<()>,
@@ -60,6 +63,7 @@ impl Deployer {
         services: Arc<Services>,
         dir: PathBuf,
         sources: BTreeSet<String>,
+        allowed: PluginsConfig,
     ) -> Self {
         Deployer {
             runtime,
@@ -67,6 +71,7 @@ impl Deployer {
             services,
             dir,
             sources,
+            allowed: Arc::new(allowed),
             lock: Mutex::new(()),
             refusals: std::sync::Mutex::default(),
         }
@@ -198,14 +203,15 @@ impl Deployer {
         manifest_text: &str,
         wasm: Vec<u8>,
     ) -> Result<Plugin, PluginError> {
-        let runtime = self.runtime.clone();
+        let (runtime, allowed) = (self.runtime.clone(), self.allowed.clone());
         let (n, text) = (name.to_string(), manifest_text.to_string());
-        let plugin = tokio::task::spawn_blocking(move || build_plugin(&runtime, &n, &text, &wasm))
-            .await
-            .map_err(|e| PluginError::Invalid {
-                name: name.to_string(),
-                message: format!("validation task failed: {e}"),
-            })??;
+        let plugin =
+            tokio::task::spawn_blocking(move || build_plugin(&runtime, &allowed, &n, &text, &wasm))
+                .await
+                .map_err(|e| PluginError::Invalid {
+                    name: name.to_string(),
+                    message: format!("validation task failed: {e}"),
+                })??;
         self.trial(&plugin).await?;
         Ok(plugin)
     }

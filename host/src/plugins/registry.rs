@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::clock::now_ms;
 use crate::config::manifest::Manifest;
-use crate::config::{ConfigError, validate_name};
+use crate::config::{ConfigError, PluginsConfig, validate_name};
 use crate::runtime::{CompiledPlugin, LoadError, Runtime};
 use crate::tools::{Access, Routes};
 
@@ -175,10 +175,13 @@ pub fn manifest_digest(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// Validate and compile one plugin from its manifest text and component bytes.
-/// CPU-heavy (compiles the component): call it off the async executor.
+/// Validate and compile one plugin from its manifest text and component bytes; the
+/// manifest's `env:`/`file:` values resolve only where `allowed` (the host config's
+/// `[plugins]`) lets them. CPU-heavy (compiles the component): call it off the async
+/// executor.
 pub fn build_plugin(
     runtime: &Runtime,
+    allowed: &PluginsConfig,
     name: &str,
     manifest_text: &str,
     wasm: &[u8],
@@ -187,11 +190,12 @@ pub fn build_plugin(
         name: name.to_string(),
         message,
     })?;
-    let manifest = Manifest::parse(manifest_text).map_err(|source| PluginError::Manifest {
-        name: name.to_string(),
-        path: PathBuf::from(format!("{name}.toml")),
-        source,
-    })?;
+    let manifest =
+        Manifest::parse(manifest_text, allowed).map_err(|source| PluginError::Manifest {
+            name: name.to_string(),
+            path: PathBuf::from(format!("{name}.toml")),
+            source,
+        })?;
     let compiled = runtime.compile(wasm).map_err(|source| PluginError::Load {
         name: name.to_string(),
         source,
@@ -210,8 +214,13 @@ pub fn build_plugin(
 
 /// Load every `NAME.toml` + `NAME.wasm` pair in `dir`. A manifest without its component
 /// (or the reverse) is an error, as is any invalid plugin: the host does not start
-/// with a plugin it was told to run but cannot.
-pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Plugin>, PluginError> {
+/// with a plugin it was told to run but cannot (nor with one whose manifest names a
+/// secret `allowed` does not let it read).
+pub fn load_dir(
+    runtime: &Runtime,
+    allowed: &PluginsConfig,
+    dir: &Path,
+) -> Result<Vec<Plugin>, PluginError> {
     let read_err = |path: &Path, source| PluginError::Read {
         name: path
             .file_stem()
@@ -247,7 +256,7 @@ pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Plugin>, PluginErro
         let text =
             std::fs::read_to_string(&manifest_path).map_err(|e| read_err(&manifest_path, e))?;
         let wasm = std::fs::read(&wasm_path).map_err(|e| read_err(&wasm_path, e))?;
-        let plugin = build_plugin(runtime, &name, &text, &wasm).map_err(|e| match e {
+        let plugin = build_plugin(runtime, allowed, &name, &text, &wasm).map_err(|e| match e {
             PluginError::Manifest { name, source, .. } => PluginError::Manifest {
                 name,
                 path: manifest_path.clone(),
