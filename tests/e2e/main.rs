@@ -4,6 +4,7 @@
 
 mod delivery;
 mod foundation;
+mod hardening;
 mod harness;
 mod lifecycle;
 mod observability;
