@@ -77,8 +77,8 @@ impl Drop for Tmpfs {
                 cmd.arg("--lazy");
             }
             cmd.arg(&self.path)
-                .status()
-                .is_ok_and(|status| status.success())
+                .output()
+                .is_ok_and(|out| out.status.success())
         };
         if !umount(false) && !umount(true) {
             eprintln!(
@@ -287,4 +287,89 @@ async fn disk_full_refuses_before_the_disk_is_full_keeps_every_ack_and_resumes()
     assert_all_stored(&host, &acked, "after kill -9 and a restart").await;
     host.stop().await;
     println!("disk-full test took {:?}", started.elapsed());
+}
+
+/// A write that does reach a full disk (here: no reserve, `store.min_free_disk_mb = 0`;
+/// in production, another process filling the disk, or writes ingress does not gate —
+/// outcomes, leases, kv — eating the reserve) fails alone: its senders get 503, earlier
+/// acks stay, and once space returns the store takes writes again without a restart.
+/// redb refuses every operation after a failed write until the file is reopened, which
+/// the store's writer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_that_hits_a_full_disk_fails_alone_and_the_store_recovers() {
+    let started = Instant::now();
+    let mut env = TestEnv::new();
+    env.extra_config = "[store]\nmin_free_disk_mb = 0\n".into();
+    let fs = Arc::new(Tmpfs::mount(&env.data_dir(), 64));
+    let host = Arc::new(env.start_binary().await);
+
+    let filler = fs.fill_leaving("filler", 8 * MIB);
+    let full = flood(&host, &fs, "fill", 20_000, Duration::from_secs(20), |f| {
+        f.other.len() >= 50
+    })
+    .await;
+    println!(
+        "flood: {} acked, {} failed, free after {} KiB",
+        full.acked.len(),
+        full.other.len(),
+        fs.free_bytes() >> 10
+    );
+    assert!(!full.acked.is_empty(), "no event was acknowledged");
+    assert!(
+        full.other.len() >= 50,
+        "the disk never filled: {} acked",
+        full.acked.len()
+    );
+    assert!(
+        full.other
+            .iter()
+            .all(|(status, reason)| (*status, reason.as_str()) == (503, "store_unavailable")),
+        "a write that failed on a full disk is answered 503 store_unavailable: {:?}",
+        full.other
+    );
+
+    std::fs::remove_file(&filler).expect("remove the filler file");
+    harness::wait_until(
+        "the store takes writes again once space returned",
+        Duration::from_secs(10),
+        || stored(&host, "after-space-returned"),
+    )
+    .await;
+    let more = flood(&host, &fs, "more", 100, Duration::from_secs(10), |_| false).await;
+    assert_eq!(
+        (more.acked.len(), more.other.len()),
+        (100, 0),
+        "with space back every event is taken: {more:?}"
+    );
+    let mut acked = full.acked;
+    acked.extend(more.acked);
+    acked.push("after-space-returned".into());
+    assert_all_stored(&host, &acked, "after space returned").await;
+    let ready = host
+        .request(
+            http::Method::GET,
+            host.ingress,
+            "/readyz",
+            &[],
+            Default::default(),
+        )
+        .await
+        .expect("GET /readyz")
+        .json;
+    let store_check = ready["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == "store"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        store_check["ok"], true,
+        "/readyz finds the store writable again: {ready}"
+    );
+
+    let host = Arc::try_unwrap(host).ok().expect("flood senders are done");
+    host.kill9().await;
+    let host = env.start_binary().await;
+    assert_all_stored(&host, &acked, "after kill -9 and a restart").await;
+    host.stop().await;
+    println!("full-disk write test took {:?}", started.elapsed());
 }
