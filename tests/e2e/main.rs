@@ -5,6 +5,7 @@
 mod delivery;
 mod faults;
 mod foundation;
+mod hardening;
 mod harness;
 mod lifecycle;
 mod observability;

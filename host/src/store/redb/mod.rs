@@ -10,6 +10,7 @@
 //! removes what has outlived its keep time.
 
 mod admission;
+mod file;
 mod reads;
 mod retention;
 mod writer;
@@ -19,13 +20,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::model::*;
 use super::{Backend, PassReport, Retention, StoreError};
 use crate::config::StoreConfig;
 use admission::{DiskCheck, StateCounts};
+use file::DbFile;
 use writer::{Op, Tables};
 
 /// id → the event record: metadata (JSON) and the body exactly as received and
@@ -62,7 +64,7 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 
 /// The redb store; one per open file, shared by every [`super::Store`] handle.
 pub(super) struct RedbStore {
-    db: Arc<Database>,
+    db: Arc<DbFile>,
     writer: mpsc::Sender<Op>,
     /// Set by `close`: the writer stops after the batch it is committing.
     stopping: Arc<AtomicBool>,
@@ -95,10 +97,8 @@ impl RedbStore {
     /// handle is dropped or `close` is called.
     pub(super) fn open(data_dir: &Path, config: &StoreConfig) -> Result<RedbStore, StoreError> {
         let path = data_dir.join("agenthook.redb");
-        let database = Database::builder()
-            .set_cache_size(config.cache_bytes)
-            .create(&path)
-            .map_err(|source| StoreError::Open {
+        let database =
+            DbFile::open(path.clone(), config.cache_bytes).map_err(|source| StoreError::Open {
                 what: path.display().to_string(),
                 source: Box::new(source),
             })?;
@@ -381,7 +381,7 @@ impl Backend for RedbStore {
     }
 
     fn is_writable(&self) -> bool {
-        !self.writer.is_closed()
+        !self.writer.is_closed() && self.db.is_open()
     }
 
     fn describe(&self) -> String {
@@ -473,7 +473,7 @@ mod tests {
         };
         // A store without the counts table (written by an older host) is counted once.
         {
-            let db = Database::create(dir.path().join("agenthook.redb")).unwrap();
+            let db = redb::Database::create(dir.path().join("agenthook.redb")).unwrap();
             let txn = db.begin_write().unwrap();
             txn.delete_table(COUNTS).unwrap();
             txn.commit().unwrap();

@@ -1,6 +1,8 @@
 //! Reads: each a read transaction (an MVCC snapshot) that never waits for the writer.
 
-use redb::{Database, ReadableDatabase, ReadableTableMetadata};
+use redb::ReadableTableMetadata;
+
+use super::file::DbFile;
 
 use super::*;
 
@@ -155,7 +157,7 @@ impl RedbStore {
 /// Events newest first, filtered, starting strictly before `before` when given (see
 /// [`Backend::list_events`]).
 pub(super) fn read_events(
-    database: &Database,
+    database: &DbFile,
     filter: &EventFilter,
     before: Option<EventId>,
     limit: usize,

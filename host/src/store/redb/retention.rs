@@ -3,8 +3,6 @@
 
 use std::sync::atomic::Ordering;
 
-use redb::ReadableDatabase;
-
 use super::*;
 
 /// Events removed per write, and dedup keys forgotten per write.

@@ -2,14 +2,16 @@
 //!
 //! A write is a closure over the open tables; the thread applies all queued closures in
 //! one transaction and sends their replies only after the commit returned. If the commit
-//! fails, no reply is sent and every caller in the batch gets `NotCommitted`.
+//! fails, no reply is sent and every caller in the batch gets `NotCommitted`; if it
+//! failed on I/O (a full disk), the writer reopens the database before the next batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::{Notify, mpsc};
 
+use super::file::{DbFile, needs_reopen};
 use super::*;
 
 /// The error of an attempt whose lease ran out before it recorded an outcome.
@@ -57,7 +59,7 @@ fn open_tables(txn: &WriteTransaction, next_id: u64) -> Result<Tables<'_>, Store
 
 /// Create every table (so readers never meet a missing one) and reclaim the leases a
 /// stopped process left: those deliveries are queued again. Returns how many.
-pub(super) fn prepare(database: &Database) -> Result<usize, StoreError> {
+pub(super) fn prepare(database: &DbFile) -> Result<usize, StoreError> {
     let txn = begin(database)?;
     let reclaimed;
     {
@@ -77,7 +79,7 @@ pub(super) fn prepare(database: &Database) -> Result<usize, StoreError> {
     Ok(reclaimed)
 }
 
-fn begin(database: &Database) -> Result<WriteTransaction, StoreError> {
+fn begin(database: &DbFile) -> Result<WriteTransaction, StoreError> {
     let mut txn = database.begin_write().map_err(db)?;
     // Bodies are attacker-controlled: redb recommends two-phase commit for such input,
     // since one-phase recovery trusts a non-cryptographic checksum.
@@ -97,7 +99,7 @@ pub(super) struct Shared {
 }
 
 pub(super) fn spawn(
-    database: Arc<Database>,
+    database: Arc<DbFile>,
     rx: mpsc::Receiver<Op>,
     next_id: u64,
     max_batch: usize,
@@ -109,7 +111,7 @@ pub(super) fn spawn(
 }
 
 fn run(
-    database: Arc<Database>,
+    database: Arc<DbFile>,
     mut rx: mpsc::Receiver<Op>,
     mut next_id: u64,
     max_batch: usize,
@@ -152,8 +154,16 @@ fn run(
             }
             Err(e) => {
                 // Dropping the ops and replies tells every caller `NotCommitted`.
-                tracing::error!(error = %e, writes = batch.len(), "store commit failed; the batch was not stored");
+                tracing::error!(error = %e, writes = size, "store commit failed; the batch was not stored");
                 batch.clear();
+                if needs_reopen(&e) {
+                    match database.reopen() {
+                        Ok(()) => tracing::warn!("reopened the store after an I/O error"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot reopen the store after an I/O error; trying again at the next write")
+                        }
+                    }
+                }
             }
         }
         if stopping.load(Ordering::Relaxed) {
@@ -169,7 +179,7 @@ struct After {
 }
 
 fn commit(
-    database: &Database,
+    database: &DbFile,
     batch: &mut Vec<Op>,
     next_id: u64,
 ) -> Result<(Vec<Reply>, After), StoreError> {
