@@ -1,6 +1,6 @@
 //! The host's module graph stays one-way: no cycles between the top-level modules of
 //! `host/src`, and only the storage backend touches its engine. Reads the source, so
-//! anyone can rerun it: `cargo test -p agenthook --test module_graph -- --nocapture`
+//! anyone can rerun it: `cargo test --workspace --test module_graph -- --nocapture`
 //! prints the graph.
 
 use std::collections::{BTreeMap, BTreeSet};
