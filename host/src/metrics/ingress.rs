@@ -47,6 +47,8 @@ pub const OUTCOMES: &[&str] = &[
     "schema_violation",
     "body_too_large",
     "body_read_error",
+    "body_timeout",
+    "overloaded",
     "store_unavailable",
     "queue_full",
     "disk_full",
