@@ -131,6 +131,7 @@ impl Host {
         let runtime = Arc::new(
             Runtime::with_options(&runtime::RuntimeOptions {
                 compile_cache: Some(data_dir.join("compile-cache")),
+                guest_threads: config.server.plugin_threads,
                 ..runtime::RuntimeOptions::default()
             })
             .map_err(RunError::Runtime)?,

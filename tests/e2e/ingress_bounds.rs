@@ -4,6 +4,8 @@
 //! `max_connections` waits for one to close; `/metrics` counts each refusal by its
 //! reason. Real sockets throughout: the slow senders are raw TCP connections that stop
 //! mid-request.
+//!
+//! Beside them: `server.plugin_threads` is the number of threads that run plugin code.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -241,5 +243,28 @@ async fn the_connection_after_max_connections_waits_until_one_closes() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Senders still mid-body would hold the graceful stop until its drain deadline.
     drop(holders);
+    host.stop().await;
+}
+
+/// `server.plugin_threads` is the number of threads plugin code runs on (counted by
+/// name in the real binary's process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_threads_sets_the_number_of_guest_threads() {
+    let env = with_server(TestEnv::new(), "plugin_threads = 3");
+    let host = env.start_binary().await;
+    let pid = host.process.as_ref().and_then(|p| p.id()).expect("pid");
+    let guests = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("the host's threads")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "agenthook-guest")
+            .count()
+    };
+    // The runtime starts its threads as it is built; each names itself once running.
+    wait_until("three guest threads run", WAIT, || async {
+        (guests() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(guests(), 3);
     host.stop().await;
 }

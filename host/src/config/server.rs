@@ -1,7 +1,7 @@
 //! `[server]`: the two listen addresses, the data and plugin directories, the body limit,
-//! the bounds on what senders may hold (connections, body deadline, buffered body bytes)
-//! and the admin token — with the defaults of DESIGN.md. Only validated here; nothing in
-//! this file binds a port or creates a directory.
+//! the bounds on what senders may hold (connections, body deadline, buffered body bytes),
+//! the plugin threads and the admin token — with the defaults of DESIGN.md. Only
+//! validated here; nothing in this file binds a port or creates a directory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +29,8 @@ const BODY_TIMEOUT_LIMIT_SECS: u64 = 3600;
 pub const DEFAULT_MAX_INFLIGHT_BODY_MB: u64 = 256;
 /// 64 GiB: a budget beyond this is no budget.
 const MAX_INFLIGHT_BODY_MB_LIMIT: u64 = 64 * 1024;
+/// A thread per core is the default; more than this is a typo.
+const PLUGIN_THREADS_LIMIT: usize = 1024;
 const MIB: u64 = 1024 * 1024;
 
 /// `[server]`.
@@ -46,6 +48,8 @@ pub struct ServerConfig {
     /// Request-body bytes buffered at once across all ingress connections; a request
     /// that cannot reserve its bytes is refused (503), so memory cannot grow past it.
     pub max_inflight_body_bytes: usize,
+    /// Threads that run plugin code (0: one per core).
+    pub plugin_threads: usize,
 }
 
 /// The `[server]` table as written.
@@ -60,6 +64,7 @@ pub(super) struct RawServer {
     max_connections: Option<usize>,
     body_timeout_secs: Option<u64>,
     max_inflight_body_mb: Option<u64>,
+    plugin_threads: Option<usize>,
     admin_token: Option<String>,
 }
 
@@ -119,6 +124,15 @@ impl RawServer {
                 ),
             ));
         }
+        let plugin_threads = self.plugin_threads.unwrap_or(0);
+        if plugin_threads > PLUGIN_THREADS_LIMIT {
+            return Err(ConfigError::invalid(
+                "server.plugin_threads",
+                format!(
+                    "must be between 0 (one per core) and {PLUGIN_THREADS_LIMIT}, got {plugin_threads}"
+                ),
+            ));
+        }
         Ok(ServerConfig {
             listen,
             admin_listen,
@@ -134,6 +148,7 @@ impl RawServer {
             max_connections,
             body_timeout: Duration::from_secs(body_timeout_secs),
             max_inflight_body_bytes: usize::try_from(inflight_mb * MIB).unwrap_or(usize::MAX),
+            plugin_threads,
         })
     }
 
@@ -176,13 +191,15 @@ mod tests {
         assert_eq!(c.server.max_connections, 10_000);
         assert_eq!(c.server.body_timeout.as_secs(), 10);
         assert_eq!(c.server.max_inflight_body_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.server.plugin_threads, 0);
         let c = parse(
-            "[server]\nmax_connections = 5\nbody_timeout_secs = 2\nmax_inflight_body_mb = 3\n",
+            "[server]\nmax_connections = 5\nbody_timeout_secs = 2\nmax_inflight_body_mb = 3\nplugin_threads = 4\n",
         )
         .unwrap();
         assert_eq!(c.server.max_connections, 5);
         assert_eq!(c.server.body_timeout.as_secs(), 2);
         assert_eq!(c.server.max_inflight_body_bytes, 3 * 1024 * 1024);
+        assert_eq!(c.server.plugin_threads, 4);
     }
 
     #[test]
@@ -201,6 +218,7 @@ mod tests {
                 "max_body_bytes = 4194304\nmax_inflight_body_mb = 2",
                 "server.max_inflight_body_mb",
             ),
+            ("plugin_threads = 5000", "server.plugin_threads"),
             ("max_connections = -1", "max_connections"),
         ] {
             let e = parse(&format!("[server]\n{text}\n"))
