@@ -1,6 +1,7 @@
 //! Ingress under senders that hold resources: a body that does not arrive in time gets
 //! 408 and its connection closed; the budget of buffered body bytes refuses with 503 +
-//! `Retry-After` when full and accepts again once freed; the connection after
+//! `Retry-After` when full and accepts again once freed; a source over its rate gets
+//! 429 + `Retry-After` while the others are served; the connection after
 //! `max_connections` waits for one to close; `/metrics` counts each refusal by its
 //! reason. Real sockets throughout: the slow senders are raw TCP connections that stop
 //! mid-request.
@@ -190,6 +191,90 @@ async fn the_body_budget_refuses_when_full_and_accepts_once_freed() {
     );
     let limit = metric(&host, "agenthook_ingress_inflight_body_limit_bytes", &[]).await;
     assert_eq!(limit, 1024.0 * 1024.0);
+    host.stop().await;
+}
+
+/// `max_per_second` on one source answers 429 + `Retry-After` past its rate and stores
+/// nothing refused; a source without a limit is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_over_its_rate_gets_429_and_other_sources_are_unaffected() {
+    let mut env = TestEnv::new();
+    env.extra_config = format!(
+        "[sources.limited]\nscheme = \"standard-webhooks\"\nsecrets = [\"{SECRET}\"]\nmax_per_second = 1\n"
+    );
+    let host = env.start().await;
+    let post_limited = |id: String| {
+        let host = &host;
+        async move {
+            let body = event("t", 0).to_string();
+            let headers = standard_webhooks_headers(SECRET, &id, unix_now(), body.as_bytes());
+            host.post("limited", &headers, body.as_bytes()).await
+        }
+    };
+
+    let first = post_limited("lim_0".into()).await;
+    assert_eq!(first.status, 200, "{:?}", first.json);
+    // A burst of one: the next request within the second is refused (a few tries, in
+    // case the machine is so slow that a second passed between two requests).
+    let mut refused = None;
+    for i in 1..=5 {
+        let r = post_limited(format!("lim_{i}")).await;
+        if r.status == 429 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("a request past max_per_second is refused");
+    assert_eq!(
+        reason(&refused).1,
+        Some("rate_limited"),
+        "{:?}",
+        refused.json
+    );
+    let retry: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(retry, 1, "a token is free within the second");
+
+    // `demo` has no limit: a burst is stored.
+    for i in 0..5 {
+        post_id(&host, &format!("demo_{i}"), event("t", 0)).await;
+    }
+
+    let limited_stored = host
+        .all_events()
+        .await
+        .iter()
+        .filter(|e| e["source"] == "limited")
+        .count();
+    let limited_refused = metric(
+        &host,
+        "agenthook_ingress_outcomes_total",
+        &[("source", "limited"), ("outcome", "rate_limited")],
+    )
+    .await;
+    assert!(limited_refused >= 1.0);
+    assert_eq!(
+        metric(
+            &host,
+            "agenthook_ingress_outcomes_total",
+            &[("source", "limited"), ("outcome", "stored")],
+        )
+        .await,
+        limited_stored as f64
+    );
+    let demo_limited = [("source", "demo"), ("outcome", "rate_limited")];
+    assert_eq!(
+        metric(&host, "agenthook_ingress_outcomes_total", &demo_limited).await,
+        0.0
+    );
+    let by_status = [("source", "limited"), ("status", "429")];
+    assert_eq!(
+        metric(&host, "agenthook_ingress_requests_total", &by_status).await,
+        limited_refused
+    );
     host.stop().await;
 }
 

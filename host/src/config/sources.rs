@@ -1,7 +1,8 @@
 //! `[sources.NAME]`: the webhook senders the host accepts, each served at
 //! `POST /hooks/NAME` — its signature scheme, secrets, timestamp tolerance, the generic
-//! `hmac-sha256` settings and its JSON Schemas. Only validated and read here; the
-//! verifiers and compiled schemas are built from it once, by `ingress`.
+//! `hmac-sha256` settings, its JSON Schemas and its rate limit. Only validated and read
+//! here; the verifiers, compiled schemas and rate limiters are built from it once, by
+//! `ingress`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ pub struct SourceConfig {
     pub hmac: Option<HmacConfig>,
     /// JSON Schemas an event's body must satisfy, checked in this order.
     pub schemas: Vec<SchemaRule>,
+    /// Requests per second accepted from this source (a burst of one second's worth);
+    /// `None`: unlimited.
+    pub max_per_second: Option<u32>,
 }
 
 impl SourceConfig {
@@ -39,6 +43,7 @@ impl SourceConfig {
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             hmac: (scheme == Scheme::HmacSha256).then(|| HmacConfig::new("x-signature")),
             schemas: Vec::new(),
+            max_per_second: None,
         }
     }
 }
@@ -181,6 +186,7 @@ pub(super) struct RawSource {
     tolerance_secs: Option<u64>,
     schema: Option<String>,
     schemas: Option<BTreeMap<String, String>>,
+    max_per_second: Option<u32>,
     // hmac-sha256 only:
     signature_header: Option<String>,
     signature_prefix: Option<String>,
@@ -268,6 +274,15 @@ impl RawSource {
             )?);
         }
 
+        if let Some(rate) = self.max_per_second
+            && !(1..=MAX_PER_SECOND_LIMIT).contains(&rate)
+        {
+            return Err(ConfigError::invalid(
+                format!("{field}.max_per_second"),
+                format!("must be between 1 and {MAX_PER_SECOND_LIMIT}, got {rate}"),
+            ));
+        }
+
         Ok(SourceConfig {
             name: name.to_string(),
             scheme,
@@ -275,6 +290,7 @@ impl RawSource {
             tolerance_secs,
             hmac,
             schemas,
+            max_per_second: self.max_per_second,
         })
     }
 
@@ -326,6 +342,9 @@ impl RawSource {
         })
     }
 }
+
+/// The largest `max_per_second`: far beyond what one host ingests.
+const MAX_PER_SECOND_LIMIT: u32 = 1_000_000;
 
 /// Read a `file:PATH` JSON Schema. Whether it is a valid schema is checked when the
 /// source's verifier compiles it, in `Host::prepare`, before anything listens.
@@ -495,6 +514,31 @@ tolerance_secs = 60
             e.contains("sources.a.schema") && e.contains("not JSON"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rate_parses() {
+        let c =
+            parse("[sources.a]\nscheme = \"github\"\nsecrets = [\"s\"]\nmax_per_second = 500\n")
+                .unwrap();
+        assert_eq!(c.sources["a"].max_per_second, Some(500));
+        let c = parse("[sources.a]\nscheme = \"github\"\nsecrets = [\"s\"]\n").unwrap();
+        assert_eq!(c.sources["a"].max_per_second, None);
+    }
+
+    #[test]
+    fn bad_rates_are_refused_naming_the_field() {
+        for (text, field) in [
+            ("max_per_second = 0", "sources.a.max_per_second"),
+            ("max_per_second = 2000000", "sources.a.max_per_second"),
+        ] {
+            let e = parse(&format!(
+                "[sources.a]\nscheme = \"github\"\nsecrets = [\"s\"]\n{text}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Ingress: `POST /hooks/{source}`. Reads the body within its bounds (size, deadline,
-//! the shared budget of buffered bytes), verifies the sender's signature and timestamp
-//! on the raw bytes, extracts the event id and type, checks the optional JSON Schema,
-//! and acknowledges only after the event and its deliveries are durably stored.
+//! Ingress: `POST /hooks/{source}`. Applies the source's rate limit, reads the body
+//! within its bounds (size, deadline, the shared budget of buffered bytes), verifies the
+//! sender's signature and timestamp on the raw bytes, extracts the event id and type,
+//! checks the optional JSON Schema, and acknowledges only after the event and its
+//! deliveries are durably stored.
 //!
 //! One file per signature scheme, each with the sender's signing function beside its
 //! verifier (for `agenthook send`). Nothing here decides what a plugin does with the
@@ -13,6 +14,7 @@ pub mod github;
 pub mod hmac;
 #[cfg(test)]
 mod proptests;
+mod rate;
 pub mod schema;
 pub mod shopify;
 pub mod slack;
@@ -23,6 +25,7 @@ mod testdata;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, Method, Response, StatusCode, header};
 use serde_json::Value;
@@ -517,6 +520,11 @@ fn body_hash_id(body: &[u8]) -> String {
 /// seconds, not milliseconds.
 const STORE_RETRY_AFTER_SECS: u64 = 5;
 
+/// A wait as whole seconds for `Retry-After`, rounded up (at least 1).
+fn whole_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// The ingress service.
 pub struct Ingress {
     sources: Verifiers,
@@ -526,6 +534,8 @@ pub struct Ingress {
     clock: Clock,
     /// How much of a body is read, for how long, and from which shared budget.
     body: body::BodyLimits,
+    /// The rate limit of each source that has one.
+    rates: HashMap<String, rate::RateLimiter>,
     metrics: IngressMetrics,
     /// What `/readyz` answers.
     health: Arc<Health>,
@@ -551,6 +561,14 @@ impl Ingress {
                 timeout: config.server.body_timeout,
                 budget: BodyBudget::new(config.server.max_inflight_body_bytes),
             },
+            rates: config
+                .sources
+                .iter()
+                .filter_map(|(name, s)| {
+                    s.max_per_second
+                        .map(|rate| (name.clone(), rate::RateLimiter::new(rate)))
+                })
+                .collect(),
             metrics: IngressMetrics::new(config.sources.keys()),
             health,
         }
@@ -660,6 +678,16 @@ impl Ingress {
                 "no source with this name is configured",
             ));
         };
+        if let Some(Err(wait)) = self.rates.get(source).map(rate::RateLimiter::check) {
+            return Err(Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this source is limited to sources.{source}.max_per_second requests a second"
+                ),
+            )
+            .retry_after(whole_secs(wait)));
+        }
         let (parts, body) = req.into_parts();
         // Held until the answer is ready: the body's bytes count against the budget for
         // as long as they are buffered (verified, then handed to the store).

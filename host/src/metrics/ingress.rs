@@ -49,6 +49,7 @@ pub const OUTCOMES: &[&str] = &[
     "body_read_error",
     "body_timeout",
     "overloaded",
+    "rate_limited",
     "store_unavailable",
     "queue_full",
     "disk_full",
