@@ -1,10 +1,11 @@
-//! Ingress under senders that hold resources: a body that does not arrive in time gets
-//! 408 and its connection closed; the budget of buffered body bytes refuses with 503 +
-//! `Retry-After` when full and accepts again once freed; a source over its rate gets
-//! 429 + `Retry-After` while the others are served; the connection after
-//! `max_connections` waits for one to close; `/metrics` counts each refusal by its
-//! reason. Real sockets throughout: the slow senders are raw TCP connections that stop
-//! mid-request.
+//! Ingress under senders that hold resources, and header hygiene: a body that does not
+//! arrive in time gets 408 and its connection closed; the budget of buffered body bytes
+//! refuses with 503 + `Retry-After` when full and accepts again once freed; a source
+//! over its rate gets 429 + `Retry-After` while the others are served; the connection
+//! after `max_connections` waits for one to close; `/metrics` counts each refusal by
+//! its reason. Credentials and signature headers are neither stored nor handed to
+//! plugins unless a source keeps them. Real sockets throughout: the slow senders are
+//! raw TCP connections that stop mid-request.
 //!
 //! Beside them: `server.plugin_threads` is the number of threads that run plugin code.
 
@@ -16,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{
-    SECRET, TestEnv, TestHost, post_id, standard_webhooks_headers, unix_now, wait_until,
+    SECRET, TestEnv, TestHost, plugins, post_id, standard_webhooks_headers, unix_now, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -351,5 +352,86 @@ async fn plugin_threads_sets_the_number_of_guest_threads() {
     })
     .await;
     assert_eq!(guests(), 3);
+    host.stop().await;
+}
+
+/// Authorization, Cookie, X-Api-Key and the signature header are neither stored nor
+/// handed to the plugin; `keep_headers` keeps a signature header on the source that
+/// names it, and `drop_headers` drops a custom one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_signatures_are_neither_stored_nor_handed_to_plugins() {
+    let mut env = TestEnv::new();
+    env.extra_config = format!(
+        "[sources.kept]\nscheme = \"standard-webhooks\"\nsecrets = [\"{SECRET}\"]\nkeep_headers = [\"Webhook-Signature\", \"x-api-key\"]\ndrop_headers = [\"X-Internal-Trace\"]\n"
+    );
+    env.install_plugin(
+        "recorder",
+        plugins::TEST_OUTCOME,
+        "[[subscribe]]\nsource = \"demo\"\n[[subscribe]]\nsource = \"kept\"\n\n[grants]\nkv = true\n\n[config]\nrecord_headers = \"true\"\n",
+    );
+    let host = env.start().await;
+
+    let body = event("t", 0).to_string();
+    let mut headers = standard_webhooks_headers(SECRET, "msg_creds", unix_now(), body.as_bytes());
+    headers.extend([
+        ("authorization", "Bearer leaked-token".to_string()),
+        ("cookie", "session=leaked".to_string()),
+        ("x-api-key", "leaked-key".to_string()),
+        ("proxy-authorization", "Basic bGVha2Vk".to_string()),
+        ("x-internal-trace", "trace-1".to_string()),
+        ("x-request-id", "req-1".to_string()),
+    ]);
+    let mut ids = Vec::new();
+    for source in ["demo", "kept"] {
+        let r = host.post(source, &headers, body.as_bytes()).await;
+        assert_eq!(r.status, 200, "{source}: {:?}", r.json);
+        ids.push(r.json["id"].as_str().unwrap().to_string());
+    }
+
+    let stored = |e: &Value| -> Vec<String> {
+        e["headers"]
+            .as_array()
+            .expect("headers")
+            .iter()
+            .map(|h| h[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (id, expect) in ids.iter().zip([
+        // demo: the defaults.
+        vec![
+            "webhook-id",
+            "webhook-timestamp",
+            "content-type",
+            "x-internal-trace",
+            "x-request-id",
+        ],
+        // kept: the signature and the api key kept, the trace dropped.
+        vec![
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "content-type",
+            "x-api-key",
+            "x-request-id",
+        ],
+    ]) {
+        let e = host.wait_status(id, "done", WAIT).await;
+        let mut names = stored(&e);
+        names.retain(|n| n != "host" && n != "content-length");
+        assert_eq!(names, expect, "stored headers of {}", e["source"]);
+        let text = e.to_string();
+        for secret in ["leaked-token", "session=leaked", "bGVha2Vk"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let seen = host
+            .kv("recorder", &format!("headers/{id}"))
+            .await
+            .expect("the plugin recorded its headers");
+        assert_eq!(
+            seen.split(',').collect::<Vec<_>>(),
+            stored(&e),
+            "the plugin is handed exactly what is stored"
+        );
+    }
     host.stop().await;
 }

@@ -1,8 +1,9 @@
 //! Ingress: `POST /hooks/{source}`. Applies the source's rate limit, reads the body
 //! within its bounds (size, deadline, the shared budget of buffered bytes), verifies the
 //! sender's signature and timestamp on the raw bytes, extracts the event id and type,
-//! checks the optional JSON Schema, and acknowledges only after the event and its
-//! deliveries are durably stored.
+//! checks the optional JSON Schema, drops the headers that must not be kept
+//! (credentials, signatures), and acknowledges only after the event and its deliveries
+//! are durably stored.
 //!
 //! One file per signature scheme, each with the sender's signing function beside its
 //! verifier (for `agenthook send`). Nothing here decides what a plugin does with the
@@ -11,6 +12,7 @@
 
 mod body;
 pub mod github;
+pub mod headers;
 pub mod hmac;
 #[cfg(test)]
 mod proptests;
@@ -107,11 +109,12 @@ impl Rejection {
     }
 }
 
-/// A source's verifier, built once from its config: the scheme's check plus the
-/// source's JSON Schemas.
+/// A source's verifier, built once from its config: the scheme's check, the source's
+/// JSON Schemas, and which headers it keeps.
 pub struct Verifier {
     scheme: SchemeVerifier,
     schemas: schema::Schemas,
+    headers: headers::HeaderFilter,
 }
 
 enum SchemeVerifier {
@@ -137,10 +140,18 @@ impl Verifier {
             Scheme::Shopify => SchemeVerifier::Shopify(shopify::Verifier::new(source)?),
             Scheme::HmacSha256 => SchemeVerifier::Hmac(hmac::Verifier::new(source)?),
         };
+        let headers = headers::HeaderFilter::new(source, scheme.signature_headers())?;
         Ok(Verifier {
             scheme,
             schemas: schema::Schemas::new(source)?,
+            headers,
         })
+    }
+
+    /// The headers of a verified request that are stored and shown to plugins: all
+    /// but credentials and signatures (and what the source drops or keeps besides).
+    pub fn kept_headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        self.headers.kept(headers)
     }
 
     /// Verify a request's raw headers and body as received. `now_secs` is the current
@@ -168,6 +179,22 @@ impl Verifier {
         );
         self.schemas.check(&verified.event_type, body, forms)?;
         Ok(Accepted::Event(verified))
+    }
+}
+
+impl SchemeVerifier {
+    /// The headers that carry the sender's signature: verification reads them, and
+    /// nothing after it needs them.
+    fn signature_headers(&self) -> Vec<String> {
+        let fixed: &[&str] = match self {
+            SchemeVerifier::StandardWebhooks(_) => standard_webhooks::SIGNATURE_HEADERS,
+            SchemeVerifier::Stripe(_) => stripe::SIGNATURE_HEADERS,
+            SchemeVerifier::Github(_) => github::SIGNATURE_HEADERS,
+            SchemeVerifier::Slack(_) => slack::SIGNATURE_HEADERS,
+            SchemeVerifier::Shopify(_) => shopify::SIGNATURE_HEADERS,
+            SchemeVerifier::Hmac(v) => return vec![v.signature_header().as_str().to_string()],
+        };
+        fixed.iter().map(|h| h.to_string()).collect()
     }
 }
 
@@ -710,16 +737,9 @@ impl Ingress {
                 return Ok((resp, CHALLENGE));
             }
         };
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        // Verification is done with the signature headers; from here on only the
+        // headers worth keeping exist.
+        let headers = verifier.kept_headers(&parts.headers);
         let plugins = self.registry.subscribers(source, &verified.event_type);
         self.store.admit(&plugins).map_err(|refusal| {
             let reason = match refusal {
