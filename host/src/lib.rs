@@ -131,6 +131,7 @@ impl Host {
         let runtime = Arc::new(
             Runtime::with_options(&runtime::RuntimeOptions {
                 compile_cache: Some(data_dir.join("compile-cache")),
+                guest_threads: config.server.plugin_threads,
                 ..runtime::RuntimeOptions::default()
             })
             .map_err(RunError::Runtime)?,
@@ -216,10 +217,26 @@ impl Host {
             self.clock.clone(),
             health.clone(),
         );
+        // Each listener has its own connection cap, so a flood of ingress connections
+        // never locks the operator out of the admin API.
+        let listener_options = |stats: &Arc<http::ConnectionStats>| http::ServeOptions {
+            max_connections: self.config.server.max_connections,
+            stats: stats.clone(),
+            ..http::ServeOptions::default()
+        };
+        let ingress_connections = Arc::new(http::ConnectionStats::default());
+        let admin_connections = Arc::new(http::ConnectionStats::default());
+        let ingress_options = listener_options(&ingress_connections);
+        let admin_options = listener_options(&admin_connections);
         let telemetry = metrics::Sources {
             store: self.store.clone(),
             registry: self.registry.clone(),
             ingress: ingress.metrics(),
+            body_budget: ingress.body_budget(),
+            connections: vec![
+                ("ingress", ingress_connections),
+                ("admin", admin_connections),
+            ],
             deliveries: metrics::DeliveryMetrics::default(),
             tools: self.tools.metrics(),
             health: health.clone(),
@@ -247,11 +264,13 @@ impl Host {
 
         let ingress_task = tokio::spawn(http::serve(
             listeners.ingress,
+            ingress_options,
             move |req| ingress.clone().handle(req),
             stopped(),
         ));
         let admin_task = tokio::spawn(http::serve(
             listeners.admin,
+            admin_options,
             move |req| admin.clone().handle(req),
             stopped(),
         ));

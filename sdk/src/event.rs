@@ -24,7 +24,9 @@ pub struct Event {
     /// The same on every attempt and replay of this event to this plugin: key side
     /// effects on it to make them idempotent.
     pub idempotency_key: String,
-    /// The request headers as received (names lower-cased).
+    /// The request headers the source keeps, in the order received (names
+    /// lower-cased): credentials and signature headers are dropped at ingress unless
+    /// the source's `keep_headers` names them.
     pub headers: Vec<(String, String)>,
     /// The request body, exactly the bytes that were verified.
     pub body: Vec<u8>,

@@ -39,6 +39,8 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
     /// Extra TOML appended to the config (more sources, etc.).
     pub extra_config: String,
+    /// Extra keys for the config's `[server]` table (limits, etc.).
+    pub server_config: String,
 }
 
 impl TestEnv {
@@ -48,6 +50,7 @@ impl TestEnv {
         TestEnv {
             dir,
             extra_config: String::new(),
+            server_config: String::new(),
         }
     }
 
@@ -74,6 +77,7 @@ admin_listen = "127.0.0.1:0"
 data_dir = "{data}"
 plugins_dir = "{plugins}"
 admin_token = "{TOKEN}"
+{server}
 
 [sources.demo]
 scheme = "standard-webhooks"
@@ -82,6 +86,7 @@ secrets = ["{SECRET}"]
 {extra}"#,
             data = self.data_dir().display(),
             plugins = self.plugins_dir().display(),
+            server = self.server_config,
             extra = self.extra_config,
         )
     }

@@ -7,6 +7,7 @@ mod faults;
 mod foundation;
 mod hardening;
 mod harness;
+mod ingress_bounds;
 mod lifecycle;
 mod observability;
 mod secrets;

@@ -1,7 +1,8 @@
 //! `[sources.NAME]`: the webhook senders the host accepts, each served at
 //! `POST /hooks/NAME` — its signature scheme, secrets, timestamp tolerance, the generic
-//! `hmac-sha256` settings and its JSON Schemas. Only validated and read here; the
-//! verifiers and compiled schemas are built from it once, by `ingress`.
+//! `hmac-sha256` settings, its JSON Schemas, its rate limit and which headers it keeps.
+//! Only validated and read here; the verifiers, compiled schemas, header filters and
+//! rate limiters are built from it once, by `ingress`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +27,14 @@ pub struct SourceConfig {
     pub hmac: Option<HmacConfig>,
     /// JSON Schemas an event's body must satisfy, checked in this order.
     pub schemas: Vec<SchemaRule>,
+    /// Requests per second accepted from this source (a burst of one second's worth);
+    /// `None`: unlimited.
+    pub max_per_second: Option<u32>,
+    /// Header names (lower-case) stored and shown to plugins although ingress drops
+    /// them by default (credentials, the scheme's signature headers).
+    pub keep_headers: Vec<String>,
+    /// Header names (lower-case) dropped besides the default ones.
+    pub drop_headers: Vec<String>,
 }
 
 impl SourceConfig {
@@ -39,6 +48,9 @@ impl SourceConfig {
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             hmac: (scheme == Scheme::HmacSha256).then(|| HmacConfig::new("x-signature")),
             schemas: Vec::new(),
+            max_per_second: None,
+            keep_headers: Vec::new(),
+            drop_headers: Vec::new(),
         }
     }
 }
@@ -181,6 +193,11 @@ pub(super) struct RawSource {
     tolerance_secs: Option<u64>,
     schema: Option<String>,
     schemas: Option<BTreeMap<String, String>>,
+    max_per_second: Option<u32>,
+    #[serde(default)]
+    keep_headers: Vec<String>,
+    #[serde(default)]
+    drop_headers: Vec<String>,
     // hmac-sha256 only:
     signature_header: Option<String>,
     signature_prefix: Option<String>,
@@ -268,6 +285,27 @@ impl RawSource {
             )?);
         }
 
+        if let Some(rate) = self.max_per_second
+            && !(1..=MAX_PER_SECOND_LIMIT).contains(&rate)
+        {
+            return Err(ConfigError::invalid(
+                format!("{field}.max_per_second"),
+                format!("must be between 1 and {MAX_PER_SECOND_LIMIT}, got {rate}"),
+            ));
+        }
+        let keep_headers = header_names(&self.keep_headers, &format!("{field}.keep_headers"))?;
+        let drop_headers = header_names(&self.drop_headers, &format!("{field}.drop_headers"))?;
+        if let Some((i, name)) = drop_headers
+            .iter()
+            .enumerate()
+            .find(|(_, n)| keep_headers.contains(n))
+        {
+            return Err(ConfigError::invalid(
+                format!("{field}.drop_headers[{i}]"),
+                format!("`{name}` is in keep_headers too; keep it or drop it"),
+            ));
+        }
+
         Ok(SourceConfig {
             name: name.to_string(),
             scheme,
@@ -275,6 +313,9 @@ impl RawSource {
             tolerance_secs,
             hmac,
             schemas,
+            max_per_second: self.max_per_second,
+            keep_headers,
+            drop_headers,
         })
     }
 
@@ -325,6 +366,29 @@ impl RawSource {
             event_type: locator(&self.type_header, &self.type_pointer, "type")?,
         })
     }
+}
+
+/// The largest `max_per_second`: far beyond what one host ingests.
+const MAX_PER_SECOND_LIMIT: u32 = 1_000_000;
+
+/// Header names as written in `keep_headers`/`drop_headers`, lower-cased (header names
+/// are case-insensitive); each must be a valid HTTP header name.
+fn header_names(names: &[String], field: &str) -> Result<Vec<String>, ConfigError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let lower = name.to_ascii_lowercase();
+            http::HeaderName::from_bytes(lower.as_bytes())
+                .map(|_| lower)
+                .map_err(|_| {
+                    ConfigError::invalid(
+                        format!("{field}[{i}]"),
+                        format!("`{name}` is not an HTTP header name"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Read a `file:PATH` JSON Schema. Whether it is a valid schema is checked when the
@@ -495,6 +559,46 @@ tolerance_secs = 60
             e.contains("sources.a.schema") && e.contains("not JSON"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rate_and_header_lists_parse_lower_cased() {
+        let c = parse(
+            "[sources.a]\nscheme = \"github\"\nsecrets = [\"s\"]\nmax_per_second = 500\nkeep_headers = [\"X-Hub-Signature-256\"]\ndrop_headers = [\"X-Internal-Trace\", \"user-agent\"]\n",
+        )
+        .unwrap();
+        let s = &c.sources["a"];
+        assert_eq!(s.max_per_second, Some(500));
+        assert_eq!(s.keep_headers, ["x-hub-signature-256"]);
+        assert_eq!(s.drop_headers, ["x-internal-trace", "user-agent"]);
+        let c = parse("[sources.a]\nscheme = \"github\"\nsecrets = [\"s\"]\n").unwrap();
+        assert_eq!(c.sources["a"].max_per_second, None);
+        assert!(c.sources["a"].keep_headers.is_empty());
+    }
+
+    #[test]
+    fn bad_rates_and_header_names_are_refused_naming_the_field() {
+        for (text, field) in [
+            ("max_per_second = 0", "sources.a.max_per_second"),
+            ("max_per_second = 2000000", "sources.a.max_per_second"),
+            (
+                "keep_headers = [\"ok\", \"bad name\"]",
+                "sources.a.keep_headers[1]",
+            ),
+            ("drop_headers = [\"x:y\"]", "sources.a.drop_headers[0]"),
+            ("drop_headers = [\"\"]", "sources.a.drop_headers[0]"),
+            (
+                "keep_headers = [\"Cookie\"]\ndrop_headers = [\"x-a\", \"cookie\"]",
+                "sources.a.drop_headers[1]",
+            ),
+        ] {
+            let e = parse(&format!(
+                "[sources.a]\nscheme = \"github\"\nsecrets = [\"s\"]\n{text}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
     }
 
     #[test]

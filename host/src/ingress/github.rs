@@ -12,6 +12,10 @@ use super::{Outgoing, Rejection, SignError, Signed, Verified};
 use crate::config::{ConfigError, SourceConfig};
 
 const SIGNATURE: &str = "x-hub-signature-256";
+
+/// The headers carrying the signature (dropped once verified): GitHub sends the legacy
+/// SHA-1 `X-Hub-Signature` beside the SHA-256 one.
+pub const SIGNATURE_HEADERS: &[&str] = &[SIGNATURE, "x-hub-signature"];
 const DELIVERY: &str = "x-github-delivery";
 const EVENT: &str = "x-github-event";
 

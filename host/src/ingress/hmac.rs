@@ -107,6 +107,11 @@ fn place(locator: &Option<Locator>, field: &str, what: &str) -> Result<Option<Pl
 }
 
 impl Verifier {
+    /// The configured `signature_header` (lower-case).
+    pub fn signature_header(&self) -> &HeaderName {
+        &self.signature_header
+    }
+
     pub fn new(source: &SourceConfig) -> Result<Verifier, ConfigError> {
         let field = format!("sources.{}", source.name);
         let settings: &HmacConfig = source.hmac.as_ref().ok_or_else(|| {

@@ -1,17 +1,22 @@
-//! Ingress: `POST /hooks/{source}`. Reads the body under the size limit, verifies the
+//! Ingress: `POST /hooks/{source}`. Applies the source's rate limit, reads the body
+//! within its bounds (size, deadline, the shared budget of buffered bytes), verifies the
 //! sender's signature and timestamp on the raw bytes, extracts the event id and type,
-//! checks the optional JSON Schema, and acknowledges only after the event and its
-//! deliveries are durably stored.
+//! checks the optional JSON Schema, drops the headers that must not be kept
+//! (credentials, signatures), and acknowledges only after the event and its deliveries
+//! are durably stored.
 //!
 //! One file per signature scheme, each with the sender's signing function beside its
 //! verifier (for `agenthook send`). Nothing here decides what a plugin does with the
 //! event, nothing refused here is stored, and no secret or computed signature is ever
 //! logged or sent back.
 
+mod body;
 pub mod github;
+pub mod headers;
 pub mod hmac;
 #[cfg(test)]
 mod proptests;
+mod rate;
 pub mod schema;
 pub mod shopify;
 pub mod slack;
@@ -22,10 +27,9 @@ mod testdata;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -34,7 +38,7 @@ use crate::clock::Clock;
 use crate::clock::now_ms;
 use crate::config::{Config, ConfigError, Scheme, Secret, SourceConfig};
 use crate::health::Health;
-use crate::http::{self as web, Body, Request};
+use crate::http::{self as web, Body, BodyBudget, Request};
 use crate::metrics::ingress::{CHALLENGE, DUPLICATE, IngressMetrics, STORED};
 use crate::plugins::Registry;
 use crate::store::{EventMeta, Ingested, NewEvent, Refusal, Store};
@@ -65,23 +69,32 @@ pub struct Rejection {
     pub status: StatusCode,
     pub reason: &'static str,
     pub message: String,
+    /// When to try again (`Retry-After`, in seconds), for refusals that pass.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Rejection {
-    pub fn unauthorized(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         Rejection {
-            status: StatusCode::UNAUTHORIZED,
+            status,
             reason,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
+    pub fn unauthorized(reason: &'static str, message: impl Into<String>) -> Self {
+        Rejection::new(StatusCode::UNAUTHORIZED, reason, message)
+    }
+
     pub fn bad_request(reason: &'static str, message: impl Into<String>) -> Self {
-        Rejection {
-            status: StatusCode::BAD_REQUEST,
-            reason,
-            message: message.into(),
-        }
+        Rejection::new(StatusCode::BAD_REQUEST, reason, message)
+    }
+
+    /// A refusal the sender should retry after `secs`.
+    fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     fn signature_mismatch(header: &str) -> Self {
@@ -96,11 +109,12 @@ impl Rejection {
     }
 }
 
-/// A source's verifier, built once from its config: the scheme's check plus the
-/// source's JSON Schemas.
+/// A source's verifier, built once from its config: the scheme's check, the source's
+/// JSON Schemas, and which headers it keeps.
 pub struct Verifier {
     scheme: SchemeVerifier,
     schemas: schema::Schemas,
+    headers: headers::HeaderFilter,
 }
 
 enum SchemeVerifier {
@@ -126,10 +140,18 @@ impl Verifier {
             Scheme::Shopify => SchemeVerifier::Shopify(shopify::Verifier::new(source)?),
             Scheme::HmacSha256 => SchemeVerifier::Hmac(hmac::Verifier::new(source)?),
         };
+        let headers = headers::HeaderFilter::new(source, scheme.signature_headers())?;
         Ok(Verifier {
             scheme,
             schemas: schema::Schemas::new(source)?,
+            headers,
         })
+    }
+
+    /// The headers of a verified request that are stored and shown to plugins: all
+    /// but credentials and signatures (and what the source drops or keeps besides).
+    pub fn kept_headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        self.headers.kept(headers)
     }
 
     /// Verify a request's raw headers and body as received. `now_secs` is the current
@@ -157,6 +179,22 @@ impl Verifier {
         );
         self.schemas.check(&verified.event_type, body, forms)?;
         Ok(Accepted::Event(verified))
+    }
+}
+
+impl SchemeVerifier {
+    /// The headers that carry the sender's signature: verification reads them, and
+    /// nothing after it needs them.
+    fn signature_headers(&self) -> Vec<String> {
+        let fixed: &[&str] = match self {
+            SchemeVerifier::StandardWebhooks(_) => standard_webhooks::SIGNATURE_HEADERS,
+            SchemeVerifier::Stripe(_) => stripe::SIGNATURE_HEADERS,
+            SchemeVerifier::Github(_) => github::SIGNATURE_HEADERS,
+            SchemeVerifier::Slack(_) => slack::SIGNATURE_HEADERS,
+            SchemeVerifier::Shopify(_) => shopify::SIGNATURE_HEADERS,
+            SchemeVerifier::Hmac(v) => return vec![v.signature_header().as_str().to_string()],
+        };
+        fixed.iter().map(|h| h.to_string()).collect()
     }
 }
 
@@ -392,14 +430,17 @@ fn required_header<'a>(
     name: &str,
     authenticates: bool,
 ) -> Result<&'a str, Rejection> {
-    optional_header(headers, name)?.ok_or_else(|| Rejection {
-        status: if authenticates {
+    optional_header(headers, name)?.ok_or_else(|| {
+        let status = if authenticates {
             StatusCode::UNAUTHORIZED
         } else {
             StatusCode::BAD_REQUEST
-        },
-        reason: "missing_header",
-        message: format!("{name} header is missing"),
+        };
+        Rejection::new(
+            status,
+            "missing_header",
+            format!("{name} header is missing"),
+        )
     })
 }
 
@@ -502,6 +543,15 @@ fn body_hash_id(body: &[u8]) -> String {
 
 // ---- the service ------------------------------------------------------------------
 
+/// `Retry-After` when the store refuses or fails: a full queue or disk drains in
+/// seconds, not milliseconds.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
+
+/// A wait as whole seconds for `Retry-After`, rounded up (at least 1).
+fn whole_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// The ingress service.
 pub struct Ingress {
     sources: Verifiers,
@@ -509,7 +559,10 @@ pub struct Ingress {
     registry: Arc<Registry>,
     /// Stamps each stored event (tests move it forward).
     clock: Clock,
-    max_body_bytes: usize,
+    /// How much of a body is read, for how long, and from which shared budget.
+    body: body::BodyLimits,
+    /// The rate limit of each source that has one.
+    rates: HashMap<String, rate::RateLimiter>,
     metrics: IngressMetrics,
     /// What `/readyz` answers.
     health: Arc<Health>,
@@ -530,7 +583,19 @@ impl Ingress {
             store,
             registry,
             clock,
-            max_body_bytes: config.server.max_body_bytes,
+            body: body::BodyLimits {
+                max_bytes: config.server.max_body_bytes,
+                timeout: config.server.body_timeout,
+                budget: BodyBudget::new(config.server.max_inflight_body_bytes),
+            },
+            rates: config
+                .sources
+                .iter()
+                .filter_map(|(name, s)| {
+                    s.max_per_second
+                        .map(|rate| (name.clone(), rate::RateLimiter::new(rate)))
+                })
+                .collect(),
             metrics: IngressMetrics::new(config.sources.keys()),
             health,
         }
@@ -539,6 +604,11 @@ impl Ingress {
     /// Requests counted per source, outcome and HTTP status, for `/metrics`.
     pub fn metrics(&self) -> IngressMetrics {
         self.metrics.clone()
+    }
+
+    /// The budget of request-body bytes buffered at once, for `/metrics`.
+    pub fn body_budget(&self) -> BodyBudget {
+        self.body.budget.clone()
     }
 
     /// `/readyz`: 200 when every check passes, else 503 naming the failing ones.
@@ -608,9 +678,15 @@ impl Ingress {
                     "webhook refused"
                 );
                 let mut resp = web::error(r.status, r.reason, &r.message);
-                if r.status == StatusCode::SERVICE_UNAVAILABLE {
+                if let Some(secs) = r.retry_after_secs {
                     resp.headers_mut()
-                        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                        .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
+                }
+                if r.status == StatusCode::REQUEST_TIMEOUT {
+                    // The rest of the body may still trickle in; the connection cannot
+                    // carry another request.
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
                 }
                 (resp, r.reason)
             }
@@ -623,42 +699,26 @@ impl Ingress {
         req: Request,
     ) -> Result<(Response<Body>, &'static str), Rejection> {
         let Some(verifier) = self.sources.get(source) else {
-            return Err(Rejection {
-                status: StatusCode::NOT_FOUND,
-                reason: "unknown_source",
-                message: "no source with this name is configured".into(),
-            });
+            return Err(Rejection::new(
+                StatusCode::NOT_FOUND,
+                "unknown_source",
+                "no source with this name is configured",
+            ));
         };
-        let (parts, body) = req.into_parts();
-        let too_large = || Rejection {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            reason: "body_too_large",
-            message: format!("the body exceeds {} bytes", self.max_body_bytes),
-        };
-        // Refuse early on a declared length; `Limited` enforces it while reading when
-        // the length is absent or false, so a huge body is never buffered.
-        if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
-            match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
-                Some(n) if n > self.max_body_bytes as u64 => return Err(too_large()),
-                Some(_) => {}
-                None => {
-                    return Err(Rejection::bad_request(
-                        "malformed_header",
-                        "content-length is not a number",
-                    ));
-                }
-            }
+        if let Some(Err(wait)) = self.rates.get(source).map(rate::RateLimiter::check) {
+            return Err(Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this source is limited to sources.{source}.max_per_second requests a second"
+                ),
+            )
+            .retry_after(whole_secs(wait)));
         }
-        let body: Bytes = match Limited::new(body, self.max_body_bytes).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(_) => {
-                return Err(Rejection::bad_request(
-                    "body_read_error",
-                    "the request body could not be read",
-                ));
-            }
-        };
+        let (parts, body) = req.into_parts();
+        // Held until the answer is ready: the body's bytes count against the budget for
+        // as long as they are buffered (verified, then handed to the store).
+        let (body, _reservation) = body::read(&parts.headers, body, &self.body).await?;
 
         // Signature timestamps are checked against real time (the sender signed with
         // it); the stored event is stamped with the host's clock, which schedules it.
@@ -677,24 +737,17 @@ impl Ingress {
                 return Ok((resp, CHALLENGE));
             }
         };
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        // Verification is done with the signature headers; from here on only the
+        // headers worth keeping exist.
+        let headers = verifier.kept_headers(&parts.headers);
         let plugins = self.registry.subscribers(source, &verified.event_type);
-        self.store.admit(&plugins).map_err(|refusal| Rejection {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            reason: match refusal {
+        self.store.admit(&plugins).map_err(|refusal| {
+            let reason = match refusal {
                 Refusal::QueueFull(_) => "queue_full",
                 Refusal::DiskFull { .. } => "disk_full",
-            },
-            message: refusal.to_string(),
+            };
+            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, reason, refusal.to_string())
+                .retry_after(STORE_RETRY_AFTER_SECS)
         })?;
         let event = NewEvent {
             meta: EventMeta {
@@ -733,8 +786,10 @@ impl Ingress {
                     "store_unavailable",
                     "the event could not be stored; retry later",
                 );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    http::HeaderValue::from(STORE_RETRY_AFTER_SECS),
+                );
                 Ok((resp, "store_unavailable"))
             }
         }

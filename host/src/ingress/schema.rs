@@ -92,11 +92,11 @@ impl Schemas {
                     message.truncate(end);
                     message.push('…');
                 }
-                return Err(Rejection {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    reason: "schema_violation",
+                return Err(Rejection::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "schema_violation",
                     message,
-                });
+                ));
             }
         }
         Ok(())

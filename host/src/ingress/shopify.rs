@@ -12,6 +12,9 @@ use super::{MAC_LEN, Outgoing, Rejection, SignError, Signed, Verified};
 use crate::config::{ConfigError, SourceConfig};
 
 const SIGNATURE: &str = "x-shopify-hmac-sha256";
+
+/// The headers carrying the signature (dropped once verified).
+pub const SIGNATURE_HEADERS: &[&str] = &[SIGNATURE];
 const WEBHOOK_ID: &str = "x-shopify-webhook-id";
 const TOPIC: &str = "x-shopify-topic";
 

@@ -13,6 +13,9 @@ use super::{Accepted, Outgoing, Rejection, SignError, Signed, Verified};
 use crate::config::{ConfigError, SourceConfig};
 
 const SIGNATURE: &str = "x-slack-signature";
+
+/// The headers carrying the signature (dropped once verified).
+pub const SIGNATURE_HEADERS: &[&str] = &[SIGNATURE];
 const TIMESTAMP: &str = "x-slack-request-timestamp";
 
 pub struct Verifier {

@@ -17,6 +17,9 @@ use crate::config::{ConfigError, SourceConfig};
 /// the host do work (each `v1a` costs an Ed25519 verification).
 const MAX_SIGNATURES: usize = 16;
 
+/// The headers carrying the signature (dropped once verified), under either name.
+pub const SIGNATURE_HEADERS: &[&str] = &["webhook-signature", "svix-signature"];
+
 /// The decoded secrets of one source.
 pub struct Verifier {
     /// `whsec_` keys, for `v1` signatures.

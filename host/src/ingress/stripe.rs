@@ -11,6 +11,9 @@ use super::{Outgoing, Rejection, SignError, Signed, Verified};
 use crate::config::{ConfigError, SourceConfig};
 
 const HEADER: &str = "stripe-signature";
+
+/// The headers carrying the signature (dropped once verified).
+pub const SIGNATURE_HEADERS: &[&str] = &[HEADER];
 /// More `v1` entries than this is not a secret roll.
 const MAX_SIGNATURES: usize = 16;
 

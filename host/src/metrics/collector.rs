@@ -82,6 +82,43 @@ impl Collector for Snapshot {
                 .map(|(src, _, n)| ([("source", src.as_str())], *n)),
         )?;
 
+        gauge(
+            &mut encoder,
+            "agenthook_connections",
+            "Connections open now, by listener (ingress, admin)",
+            s.connections
+                .iter()
+                .map(|(l, c)| ([("listener", *l)], as_i64(c.open()))),
+        )?;
+        counter(
+            &mut encoder,
+            "agenthook_connection_limit_waits",
+            "Times a listener had server.max_connections open and waited for one to close before accepting more",
+            s.connections
+                .iter()
+                .map(|(l, c)| ([("listener", *l)], c.limit_waits())),
+        )?;
+        counter(
+            &mut encoder,
+            "agenthook_header_timeouts",
+            "Connections closed because no complete request head arrived in time (slow headers or an idle keep-alive connection), by listener",
+            s.connections
+                .iter()
+                .map(|(l, c)| ([("listener", *l)], c.header_timeouts())),
+        )?;
+        gauge(
+            &mut encoder,
+            "agenthook_ingress_inflight_body_bytes",
+            "Request-body bytes reserved now (declared lengths and chunks received), out of server.max_inflight_body_mb",
+            unlabelled(s.body_budget.in_use() as u64),
+        )?;
+        gauge(
+            &mut encoder,
+            "agenthook_ingress_inflight_body_limit_bytes",
+            "server.max_inflight_body_mb in bytes",
+            unlabelled(s.body_budget.limit() as u64),
+        )?;
+
         let counts = s.store.state_counts();
         gauge(
             &mut encoder,

@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry as PromRegistry;
 use serde::Serialize;
 
 use crate::health::Health;
+use crate::http::{BodyBudget, ConnectionStats};
 use crate::plugins::Registry;
 use crate::store::Store;
 use crate::tools::ToolMetrics;
@@ -196,6 +197,10 @@ pub struct Sources {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub ingress: IngressMetrics,
+    /// Ingress's budget of request-body bytes buffered at once.
+    pub body_budget: BodyBudget,
+    /// Each listener's connection counters, by listener (`ingress`, `admin`).
+    pub connections: Vec<(&'static str, Arc<ConnectionStats>)>,
     pub deliveries: DeliveryMetrics,
     pub tools: ToolMetrics,
     pub health: Arc<Health>,

@@ -2,10 +2,11 @@
 //!
 //! Config: `outcome` = `ok` (default) | `retry` | `permanent` | `trap` (panics);
 //! `succeed_on_attempt` = N returns `Ok` once `event.attempt >= N`; `retry_delay_ms` is
-//! passed with a retry. Two kv records, each off by default so the plugin runs without
-//! the kv grant: `record = "true"` writes `attempts/{event.id}` = the attempt number, and
+//! passed with a retry. Three kv records, each off by default so the plugin runs without
+//! the kv grant: `record = "true"` writes `attempts/{event.id}` = the attempt number,
 //! `count_runs = "true"` counts every call under `runs/{event.id}` (a count above 1 is a
-//! duplicate delivery).
+//! duplicate delivery), and `record_headers = "true"` writes `headers/{event.id}` = the
+//! names of the headers the plugin was handed, comma-separated in order.
 
 use std::time::Duration;
 
@@ -23,6 +24,10 @@ fn handle(event: Event) -> Result<(), HandlerError> {
     ));
     if flag("record") {
         kv::set(&format!("attempts/{}", event.id), attempt.to_string())?;
+    }
+    if flag("record_headers") {
+        let names: Vec<&str> = event.headers.iter().map(|(k, _)| k.as_str()).collect();
+        kv::set(&format!("headers/{}", event.id), names.join(","))?;
     }
     if flag("count_runs") {
         let key = format!("runs/{}", event.id);
