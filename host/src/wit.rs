@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use agenthook::plugin::types::{Event as WitEvent, ToolError};
+pub use self::agenthook::plugin::types::{Event as WitEvent, ToolError};
