@@ -228,7 +228,8 @@ fn request(
 /// the due time to the end of the response, so time spent waiting for a free
 /// connection — because the server is slow — is counted, as it would be for a real
 /// sender. `connections` bounds what is in flight at once (Little's law: enough for
-/// rate × latency with room to spare).
+/// rate × latency with room to spare); they are all opened before the timetable starts
+/// (within 10 s), as a steady sender's would be.
 #[allow(clippy::too_many_arguments)]
 pub async fn open_loop(
     addr: SocketAddr,
@@ -246,28 +247,18 @@ pub async fn open_loop(
     let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let start = Instant::now() + Duration::from_millis(20);
-    let timetable = std::thread::spawn(move || {
-        for n in 0..total {
-            let due = start + interval.mul_f64(n as f64);
-            let now = Instant::now();
-            // Sleeping less than this oversleeps by more than it waits.
-            if due > now + Duration::from_micros(20) {
-                std::thread::sleep(due - now);
-            }
-            if tx.send((n, due)).is_err() {
-                return;
-            }
-        }
-    });
+    // Every connection is opened before the timetable starts, so opening the pool is not
+    // charged to the first requests.
+    let opened = Arc::new(tokio::sync::Semaphore::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
-        let (errors, key, rx) = (errors.clone(), key.clone(), rx.clone());
+        let (errors, key, rx, opened) = (errors.clone(), key.clone(), rx.clone(), opened.clone());
         let (path, event_type, run_id) =
             (path.to_string(), event_type.to_string(), run_id.to_string());
         tasks.spawn(async move {
             let mut hist = histogram();
             let mut sender = connect(addr).await;
+            opened.add_permits(1);
             loop {
                 let Some((n, due)) = rx.lock().await.recv().await else {
                     return hist;
@@ -299,6 +290,22 @@ pub async fn open_loop(
             }
         });
     }
+    let all = u32::try_from(connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(10), opened.acquire_many(all)).await;
+    let start = Instant::now() + Duration::from_millis(20);
+    let timetable = std::thread::spawn(move || {
+        for n in 0..total {
+            let due = start + interval.mul_f64(n as f64);
+            let now = Instant::now();
+            // Sleeping less than this oversleeps by more than it waits.
+            if due > now + Duration::from_micros(20) {
+                std::thread::sleep(due - now);
+            }
+            if tx.send((n, due)).is_err() {
+                return;
+            }
+        }
+    });
     let mut latency = histogram();
     while let Some(h) = tasks.join_next().await {
         if let Ok(h) = h {
