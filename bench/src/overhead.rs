@@ -73,6 +73,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// Build the `test-noop` plugin (a no-op when it is up to date) and return its path.
 pub fn build_noop() -> anyhow::Result<PathBuf> {
+    build_test_plugin("test-noop")
+}
+
+/// Build one test plugin of `tests/plugins/` by package name (a no-op when it is
+/// up to date) and return the path of its component.
+pub fn build_test_plugin(name: &str) -> anyhow::Result<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("bench/ has a parent")?;
@@ -84,7 +90,7 @@ pub fn build_noop() -> anyhow::Result<PathBuf> {
             "--target",
             "wasm32-wasip2",
             "-p",
-            "test-noop",
+            name,
         ])
         .arg("--manifest-path")
         .arg(repo.join("tests").join("plugins").join("Cargo.toml"))
@@ -92,13 +98,15 @@ pub fn build_noop() -> anyhow::Result<PathBuf> {
         .arg(&target_dir)
         .env_remove("CARGO_TARGET_DIR")
         .status()
-        .context("cannot run cargo to build tests/plugins/test-noop")?;
+        .with_context(|| format!("cannot run cargo to build tests/plugins/{name}"))?;
     if !status.success() {
         bail!(
-            "building tests/plugins/test-noop failed ({status}); is the wasm32-wasip2 target installed?"
+            "building tests/plugins/{name} failed ({status}); is the wasm32-wasip2 target installed?"
         );
     }
-    Ok(target_dir.join("wasm32-wasip2/release/test_noop.wasm"))
+    Ok(target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_"))))
 }
 
 /// Timings of one configuration, in microseconds.

@@ -99,6 +99,8 @@ pub fn repo_root() -> anyhow::Result<PathBuf> {
 pub struct HostSpec {
     /// Appended to the config (e.g. a `[store]` table).
     pub extra_config: String,
+    /// Appended to the config's `[server]` table (e.g. `max_inflight_body_mb = 32`).
+    pub server_config: String,
     /// (name, component, manifest) written into the plugins dir before start.
     pub plugins: Vec<(String, Vec<u8>, String)>,
     /// Use this data dir (kept) instead of a fresh temporary one.
@@ -164,9 +166,10 @@ impl Server {
             std::fs::write(plugins.join(format!("{name}.toml")), manifest)?;
         }
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nplugins_dir = \"{}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\n[sources.bench]\nscheme = \"standard-webhooks\"\nsecrets = [\"{}\"]\n\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nplugins_dir = \"{}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{}\n[sources.bench]\nscheme = \"standard-webhooks\"\nsecrets = [\"{}\"]\n\n{}\n",
             data_dir.display(),
             plugins.display(),
+            spec.server_config,
             load::SECRET,
             spec.extra_config,
         );
@@ -233,23 +236,13 @@ impl Server {
         memory_of(self.pid)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// GET an admin route as JSON.
     pub async fn admin_get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let addr = self.admin.context("this server has no admin API")?;
-        let mut sender = load::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to the admin API at {addr}"))?;
-        let req = http::Request::get(path)
-            .header("host", addr.to_string())
-            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-            .body(Full::new(Bytes::new()))?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
-        }
-        serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
+        admin_get(self.admin.context("this server has no admin API")?, path).await
     }
 
     /// SIGTERM, then wait for the exit (SIGKILL after 30 s). The host drains in-flight
@@ -282,6 +275,24 @@ impl Server {
         }
         Ok(self.dir)
     }
+}
+
+/// GET an agenthook admin route at `addr` as JSON.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    let mut sender = load::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to the admin API at {addr}"))?;
+    let req = http::Request::get(path)
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::new(Bytes::new()))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
+    }
+    serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
 }
 
 /// Spawn `cmd` and wait for a stdout line starting with `prefix`.

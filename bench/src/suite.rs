@@ -171,15 +171,17 @@ pub enum Scenario {
     Overhead,
     Memory,
     History,
+    Abuse,
 }
 
-pub const ALL: [Scenario; 6] = [
+pub const ALL: [Scenario; 7] = [
     Scenario::Ingest,
     Scenario::Latency,
     Scenario::EndToEnd,
     Scenario::Overhead,
     Scenario::Memory,
     Scenario::History,
+    Scenario::Abuse,
 ];
 
 /// Run `scenarios` in order; print the tables, the targets, and write the JSON.
@@ -210,6 +212,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
                 Scenario::Overhead => crate::overhead::suite(&mut suite).await?,
                 Scenario::Memory => crate::memory::run(&mut suite).await?,
                 Scenario::History => crate::history::run(&mut suite).await?,
+                Scenario::Abuse => crate::abuse::run(&mut suite).await?,
             }
         }
         anyhow::Ok(())
