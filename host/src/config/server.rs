@@ -48,7 +48,7 @@ pub struct ServerConfig {
     /// Request-body bytes buffered at once across all ingress connections; a request
     /// that cannot reserve its bytes is refused (503), so memory cannot grow past it.
     pub max_inflight_body_bytes: usize,
-    /// Threads that run plugin code (0: one per core).
+    /// Threads that run plugin code (0: one per core but one, at least one).
     pub plugin_threads: usize,
 }
 
@@ -129,7 +129,7 @@ impl RawServer {
             return Err(ConfigError::invalid(
                 "server.plugin_threads",
                 format!(
-                    "must be between 0 (one per core) and {PLUGIN_THREADS_LIMIT}, got {plugin_threads}"
+                    "must be between 0 (one per core but one) and {PLUGIN_THREADS_LIMIT}, got {plugin_threads}"
                 ),
             ));
         }

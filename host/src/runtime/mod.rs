@@ -88,13 +88,15 @@ pub enum Allocator {
 ///
 /// ## Defaults
 ///
-/// Pooling allocator; no compile cache (every load compiles); one guest thread per core.
+/// Pooling allocator; no compile cache (every load compiles); one guest thread per core
+/// but one (at least one).
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     pub allocator: Allocator,
     /// Directory of the on-disk compile cache; `None` compiles every time.
     pub compile_cache: Option<PathBuf>,
-    /// Threads that run plugin code (0: one per core).
+    /// Threads that run plugin code (0: one per core but one, so a core always stays
+    /// for ingress, the admin API and the store writer; at least one).
     pub guest_threads: usize,
 }
 
@@ -320,7 +322,9 @@ impl Runtime {
                 }
             })?;
         let threads = match options.guest_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+            }
             n => n,
         };
         let guests = tokio::runtime::Builder::new_multi_thread()
