@@ -376,7 +376,13 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
             "round {round}: killed after {kill_after} acks; {} acked in all",
             acked_now.len()
         );
-        drop(Arc::try_unwrap(host).ok().expect("sole owner"));
+        // Reap the killed process before the next round opens the store: until the
+        // kernel has torn it down, its lock on the redb file is still held.
+        Arc::try_unwrap(host)
+            .ok()
+            .expect("sole owner")
+            .kill9()
+            .await;
         acked_total.extend(acked_now);
 
         // Restart on the same data dir: every acked event gets done for both plugins.
