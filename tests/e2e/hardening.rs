@@ -345,17 +345,7 @@ async fn a_write_that_hits_a_full_disk_fails_alone_and_the_store_recovers() {
     acked.extend(more.acked);
     acked.push("after-space-returned".into());
     assert_all_stored(&host, &acked, "after space returned").await;
-    let ready = host
-        .request(
-            http::Method::GET,
-            host.ingress,
-            "/readyz",
-            &[],
-            Default::default(),
-        )
-        .await
-        .expect("GET /readyz")
-        .json;
+    let ready = host.readyz().await.json;
     let store_check = ready["checks"]
         .as_array()
         .and_then(|checks| checks.iter().find(|c| c["name"] == "store"))

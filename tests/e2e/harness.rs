@@ -457,6 +457,19 @@ impl TestHost {
         )
     }
 
+    /// `GET /readyz` on the ingress port.
+    pub async fn readyz(&self) -> Resp {
+        self.request(
+            http::Method::GET,
+            self.ingress,
+            "/readyz",
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .expect("GET /readyz")
+    }
+
     /// GET an admin path with the test token.
     pub async fn admin_get(&self, path: &str) -> Resp {
         self.admin_with_token(path, Some(TOKEN)).await

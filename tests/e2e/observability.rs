@@ -440,16 +440,7 @@ async fn one_event_is_followed_through_the_json_log_from_ingress_to_done() {
 async fn readyz_names_what_is_not_ready() {
     let env = TestEnv::new();
     let host = env.start().await;
-    let ready = host
-        .request(
-            http::Method::GET,
-            host.ingress,
-            "/readyz",
-            &[],
-            Default::default(),
-        )
-        .await
-        .expect("readyz");
+    let ready = host.readyz().await;
     assert_eq!(ready.status, 503, "{:?}", ready.json);
     let failing: Vec<&str> = ready.json["checks"]
         .as_array()
@@ -478,16 +469,7 @@ async fn readyz_names_what_is_not_ready() {
         "the watcher loads the plugin and /readyz passes",
         WAIT,
         || async {
-            let r = host
-                .request(
-                    http::Method::GET,
-                    host.ingress,
-                    "/readyz",
-                    &[],
-                    Default::default(),
-                )
-                .await
-                .ok()?;
+            let r = host.readyz().await;
             (r.status == 200).then_some(r.json)
         },
     )

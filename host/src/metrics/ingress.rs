@@ -76,8 +76,7 @@ impl IngressMetrics {
     /// Count one request to `/hooks/{source}` that ended with `outcome` (an accepted
     /// outcome or a rejection reason), answered with `status`.
     pub fn record(&self, source: &str, outcome: &str, status: u16) {
-        self.outcomes.count(source, outcome);
-        let label = if self.outcomes.by_source.contains_key(source) {
+        let label = if self.outcomes.count(source, outcome) {
             source
         } else {
             UNKNOWN_SOURCE
@@ -120,16 +119,18 @@ impl IngressCounters {
     }
 
     /// Count one request of `source` with `outcome` (a rejection reason or one of the
-    /// accepted outcomes).
-    pub fn count(&self, source: &str, outcome: &str) {
-        let counter = match self.by_source.get(source) {
-            None => &self.unknown_source,
-            Some(counters) => match OUTCOMES.iter().position(|o| *o == outcome) {
-                Some(i) => &counters[i],
-                None => &self.other,
-            },
+    /// accepted outcomes); returns whether `source` is a configured one.
+    pub fn count(&self, source: &str, outcome: &str) -> bool {
+        let Some(counters) = self.by_source.get(source) else {
+            self.unknown_source.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let counter = match OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(i) => &counters[i],
+            None => &self.other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// The count for one (source, outcome).
