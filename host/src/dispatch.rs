@@ -24,7 +24,7 @@ use crate::metrics::{AttemptRecord, DeliveryMetrics};
 use crate::plugins::{Plugin, Registry};
 use crate::runtime::{CallOutcome, CallReport, MAX_INSTANCES, Runtime, WitEvent};
 use crate::store::{Attempt, AttemptOutcome, DueBatch, EventId, Next, Store};
-use crate::tools::{Services as ToolServices, Tools};
+use crate::tools::{Journal, Services as ToolServices, Tools};
 
 /// How long in-flight deliveries get to finish at shutdown before they are abandoned
 /// (they stay due and run again after restart).
@@ -262,6 +262,7 @@ impl Dispatcher {
                     ),
                     plugin_version: plugin.compiled.version.clone(),
                     logs: Vec::new(),
+                    journal: None,
                 };
                 self.record(id, name, attempt, Next::Dead).await;
                 return;
@@ -292,6 +293,18 @@ impl Dispatcher {
             headers: event.meta.headers.clone(),
             body: event.body,
         };
+        // What earlier attempts of this delivery recorded: their effects are replayed,
+        // not made again.
+        let recorded = match self.store.journal(id, name).await {
+            Ok(j) => j,
+            Err(e) => {
+                self.store_failed("cannot load a delivery's journal", &e);
+                self.release(id, name).await;
+                return;
+            }
+        };
+        let journal = Journal::new(recorded, number, plugin.access.journal);
+        let journal_note = journal.note();
         let tools = Tools::new(
             &plugin.access,
             id,
@@ -299,7 +312,8 @@ impl Dispatcher {
             wit_event.idempotency_key.clone(),
             self.store.clone(),
             self.tools.clone(),
-        );
+        )
+        .with_journal(journal);
         let started_at_ms = self.clock.now_ms();
         // On the guest threads: a handler that computes until its deadline holds one of
         // those, never a thread that serves ingress or commits to the store.
@@ -380,6 +394,7 @@ impl Dispatcher {
             error,
             plugin_version: plugin.compiled.version.clone(),
             logs: report.logs,
+            journal: journal_note.summary(),
         };
         self.record(id, name, attempt, next).await;
     }

@@ -8,6 +8,7 @@ mod foundation;
 mod hardening;
 mod harness;
 mod ingress_bounds;
+mod journal;
 mod lifecycle;
 mod observability;
 mod secrets;

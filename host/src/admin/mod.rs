@@ -199,7 +199,18 @@ impl Admin {
             Ok(text) => v["body"] = json!(text),
             Err(_) => v["body_base64"] = json!(B64.encode(&event.body)),
         }
-        v["deliveries"] = json!(deliveries);
+        let mut shown = Vec::with_capacity(deliveries.len());
+        for d in &deliveries {
+            let journal = self
+                .store
+                .journal(id, &d.plugin)
+                .await
+                .map_err(ApiError::store)?;
+            let mut dv = json!(d);
+            dv["journal"] = json!(journal);
+            shown.push(dv);
+        }
+        v["deliveries"] = json!(shown);
         Ok(v)
     }
 
@@ -267,9 +278,10 @@ impl Admin {
             }
             Some(_) => return Err(ApiError::bad("`plugin` must be a plugin name")),
         };
+        let keep_journal = keep_journal(body)?;
         let replayed = self
             .store
-            .replay(id, only, add, false, now_ms())
+            .replay(id, only, add, false, keep_journal, now_ms())
             .await
             .map_err(ApiError::store)?;
         Ok(json!({ "id": id.to_string(), "replayed": replayed }))
@@ -281,7 +293,17 @@ impl Admin {
     async fn dlq_action(&self, body: &Value, action: DlqAction) -> Result<Value, ApiError> {
         let obj = body.as_object().cloned().unwrap_or_default();
         for key in obj.keys() {
-            if !["ids", "plugin", "source", "type", "since", "until", "all"].contains(&key.as_str())
+            if ![
+                "ids",
+                "plugin",
+                "source",
+                "type",
+                "since",
+                "until",
+                "all",
+                "keep_journal",
+            ]
+            .contains(&key.as_str())
             {
                 return Err(ApiError::bad(format!("unknown field `{key}`")));
             }
@@ -370,10 +392,11 @@ impl Admin {
             DlqAction::Replay => {
                 let mut replayed = 0;
                 let now = now_ms();
+                let keep_journal = keep_journal(body)?;
                 for (id, plugin) in targets {
                     let done = self
                         .store
-                        .replay(id, Some(vec![plugin]), Vec::new(), true, now)
+                        .replay(id, Some(vec![plugin]), Vec::new(), true, keep_journal, now)
                         .await
                         .map_err(ApiError::store)?;
                     replayed += done.len();
@@ -471,6 +494,16 @@ fn parse_list_query(q: &[(String, String)]) -> Result<(EventFilter, Option<u64>,
 enum DlqAction {
     Replay,
     Purge,
+}
+
+/// `keep_journal` of a replay request: replay the recorded effects instead of starting
+/// a fresh journal (default false).
+fn keep_journal(body: &Value) -> Result<bool, ApiError> {
+    match body.get("keep_journal") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad("`keep_journal` must be true or false")),
+    }
 }
 
 fn parse_id(id: &str) -> Result<u64, ApiError> {

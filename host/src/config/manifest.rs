@@ -30,6 +30,88 @@ pub struct Manifest {
     pub grants: Grants,
     /// Resolved config values; the plugin reads them with `config.get`.
     pub config: BTreeMap<String, Secret>,
+    /// `[journal]`: which tools' effects are journaled (all by default).
+    pub journal: JournalPolicy,
+    /// `[ordering] key`: deliveries with the same key run one at a time, in order.
+    pub ordering: Option<OrderingKey>,
+}
+
+/// `[journal] exclude = ["http", …]`: the tools whose effectful calls are journaled.
+/// A tool left out is made again on every attempt, as without a journal (and its http
+/// requests carry no host `Idempotency-Key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalPolicy {
+    pub http: bool,
+    pub email: bool,
+    pub emit: bool,
+    pub llm: bool,
+}
+
+impl Default for JournalPolicy {
+    fn default() -> Self {
+        JournalPolicy {
+            http: true,
+            email: true,
+            emit: true,
+            llm: true,
+        }
+    }
+}
+
+/// Where a delivery's ordering key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderingKey {
+    /// A JSON pointer into the body (`/data/customer`); a string value is the key as is,
+    /// any other value its JSON text.
+    Pointer(String),
+    /// `header:NAME`: a request header (name lower-cased).
+    Header(String),
+}
+
+impl OrderingKey {
+    fn parse(spec: &str) -> Result<OrderingKey, String> {
+        if let Some(name) = spec.strip_prefix("header:") {
+            let name = name.to_ascii_lowercase();
+            http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{spec}`: `{name}` is not a valid header name"))?;
+            return Ok(OrderingKey::Header(name));
+        }
+        if !spec.starts_with('/') {
+            return Err(format!(
+                "`{spec}` is neither a JSON pointer like /data/customer nor header:NAME"
+            ));
+        }
+        Ok(OrderingKey::Pointer(spec.to_string()))
+    }
+
+    /// The key of an event with these headers and body; None when it has none (the
+    /// pointer finds nothing, the body is not JSON, the header is missing): such
+    /// deliveries are not ordered.
+    pub fn of(&self, headers: &[(String, String)], body: &[u8]) -> Option<String> {
+        match self {
+            OrderingKey::Header(name) => headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone()),
+            OrderingKey::Pointer(pointer) => {
+                let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+                match value.pointer(pointer)? {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Null => None,
+                    other => Some(other.to_string()),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for OrderingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OrderingKey::Pointer(p) => f.write_str(p),
+            OrderingKey::Header(h) => write!(f, "header:{h}"),
+        }
+    }
 }
 
 /// One `[[subscribe]]` entry.
@@ -350,6 +432,22 @@ struct RawManifest {
     grants: RawGrants,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    #[serde(default)]
+    journal: RawJournal,
+    ordering: Option<RawOrdering>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrdering {
+    key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -525,12 +623,36 @@ impl Manifest {
             config.insert(key, resolved);
         }
 
+        let mut journal = JournalPolicy::default();
+        for (i, tool) in raw.journal.exclude.iter().enumerate() {
+            let slot = match tool.as_str() {
+                "http" => &mut journal.http,
+                "email" => &mut journal.email,
+                "emit" => &mut journal.emit,
+                "llm" => &mut journal.llm,
+                other => {
+                    return Err(ConfigError::invalid(
+                        format!("journal.exclude[{i}]"),
+                        format!("`{other}` is not a journaled tool (http, email, emit, llm)"),
+                    ));
+                }
+            };
+            *slot = false;
+        }
+        let ordering = raw
+            .ordering
+            .map(|o| OrderingKey::parse(&o.key))
+            .transpose()
+            .map_err(|m| ConfigError::invalid("ordering.key", m))?;
+
         Ok(Manifest {
             subscribe,
             limits,
             retry,
             grants,
             config,
+            journal,
+            ordering,
         })
     }
 
@@ -614,6 +736,51 @@ mod tests {
     /// Parse under the default `[plugins]`, which allows no `env:` or `file:` value.
     fn parse(text: &str) -> Result<Manifest, ConfigError> {
         Manifest::parse(text, &PluginsConfig::default())
+    }
+
+    #[test]
+    fn journal_exclusions_and_ordering_keys_parse_and_bad_ones_name_the_field() {
+        let m = parse(
+            "[journal]\nexclude = [\"http\", \"llm\"]\n[ordering]\nkey = \"/data/customer\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m.journal,
+            JournalPolicy {
+                http: false,
+                email: true,
+                emit: true,
+                llm: false
+            }
+        );
+        let key = m.ordering.unwrap();
+        assert_eq!(
+            key.of(&[], br#"{"data":{"customer":"cus_1"}}"#).as_deref(),
+            Some("cus_1")
+        );
+        assert_eq!(
+            key.of(&[], br#"{"data":{"customer":7}}"#).as_deref(),
+            Some("7")
+        );
+        assert_eq!(key.of(&[], br#"{"data":{}}"#), None);
+        assert_eq!(key.of(&[], b"not json"), None);
+        let m = parse("[ordering]\nkey = \"header:X-Conversation\"\n").unwrap();
+        let headers = [("x-conversation".to_string(), "c-9".to_string())];
+        assert_eq!(
+            m.ordering.unwrap().of(&headers, b"{}").as_deref(),
+            Some("c-9")
+        );
+        assert!(parse("").unwrap().ordering.is_none());
+        assert_eq!(parse("").unwrap().journal, JournalPolicy::default());
+        for (text, field) in [
+            ("[journal]\nexclude = [\"kv\"]\n", "journal.exclude[0]"),
+            ("[ordering]\nkey = \"data.customer\"\n", "ordering.key"),
+            ("[ordering]\nkey = \"header:bad name\"\n", "ordering.key"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        assert!(parse("[ordering]\nkeys = \"/a\"\n").is_err());
     }
 
     #[test]

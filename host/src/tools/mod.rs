@@ -9,6 +9,7 @@ mod config;
 mod email;
 mod emit;
 mod http;
+mod journal;
 mod kv;
 mod log;
 
@@ -21,12 +22,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::clock::Clock;
-use crate::config::manifest::{Grants, Manifest};
+use crate::config::manifest::{Grants, JournalPolicy, Manifest};
 use crate::config::{Config, ConfigError, Secret};
 use crate::store::{EventId, EventMeta, Store};
 use crate::wit::agenthook::plugin::types::{self, ToolError};
 
 pub use emit::CHAIN_HEADER;
+pub use journal::{Journal, JournalNote};
 
 /// Tool calls one attempt may make; a plugin looping on a tool is cut off with
 /// `tool-error.limited` instead of flooding the store.
@@ -69,6 +71,8 @@ pub struct Access {
     pub rate: Arc<CallRate>,
     /// `limits.timeout_ms`: no network call waits past an attempt's deadline.
     pub timeout: Duration,
+    /// `[journal]`: which tools' effects are journaled.
+    pub journal: JournalPolicy,
 }
 
 impl Access {
@@ -79,6 +83,7 @@ impl Access {
             config: Arc::new(manifest.config.clone()),
             rate: Arc::new(CallRate::new(manifest.limits.tool_calls_per_second)),
             timeout: Duration::from_millis(manifest.limits.timeout_ms),
+            journal: manifest.journal,
         }
     }
 }
@@ -159,6 +164,8 @@ pub struct Tools {
     emits: u32,
     emits_by_type: HashMap<String, u32>,
     emails_sent: u32,
+    /// The delivery's journal of effects (empty until [`Tools::with_journal`]).
+    journal: Journal,
 }
 
 impl Tools {
@@ -203,7 +210,14 @@ impl Tools {
             emits: 0,
             emits_by_type: HashMap::new(),
             emails_sent: 0,
+            journal: Journal::new(Vec::new(), 1, access.journal),
         }
+    }
+
+    /// These tools with the delivery's journal as loaded for this attempt.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = journal;
+        self
     }
 
     /// The store, for a call made while handling a delivery.
