@@ -11,6 +11,7 @@ mod ingress_bounds;
 mod journal;
 mod lifecycle;
 mod observability;
+mod ordering;
 mod secrets;
 mod senders;
 mod servers;

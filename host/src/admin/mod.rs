@@ -208,6 +208,10 @@ impl Admin {
                 .map_err(ApiError::store)?;
             let mut dv = json!(d);
             dv["journal"] = json!(journal);
+            // A delivery waiting in its ordering lane names the one it waits behind.
+            if let Some((key, head)) = self.registry.lanes().held_by(&d.plugin, id) {
+                dv["held_by"] = json!({ "ordering_key": key, "event": head.to_string() });
+            }
             shown.push(dv);
         }
         v["deliveries"] = json!(shown);
