@@ -4,7 +4,9 @@
 //! kept in kv under `tally/{customer}`, and decides whether the customer just crossed the
 //! VIP threshold (config `vip_threshold`, in minor units). Retries and replays of the same
 //! delivery are counted once: the delivery's idempotency key is recorded under
-//! `seen/{key}` after the total is written.
+//! `seen/{key}` after the total is written. The total is updated with a
+//! compare-and-swap loop (`kv::update_json`), so concurrent payments of one customer
+//! never lose an update.
 
 use agenthook_sdk::{Event, HandlerError, config, kv, log};
 use serde::{Deserialize, Serialize};
@@ -58,29 +60,35 @@ fn handle(event: Event) -> Result<(), HandlerError> {
     let threshold = config::get_parsed::<u64>("vip_threshold")?.unwrap_or(DEFAULT_VIP_THRESHOLD);
 
     let tally_key = format!("tally/{customer}");
-    let before = kv::get_json::<Tally>(&tally_key)?.unwrap_or(Tally {
-        total: 0,
-        count: 0,
-        currency: currency.clone(),
-    });
-    if before.currency != currency {
-        return Err(HandlerError::permanent(format!(
-            "customer {customer} is tallied in {}, payment {} is in {currency}",
-            before.currency, event.event_id
-        )));
-    }
-    let after = Tally {
-        total: before.total.saturating_add(amount),
-        count: before.count + 1,
-        currency,
-    };
+    // Deliveries run concurrently (max_concurrency = 4): two payments of one customer
+    // may be handled at once. `update_json` is a compare-and-swap loop, so neither
+    // overwrites the other's total.
+    let mut before_total = 0;
+    let after = kv::update_json::<Tally, _>(&tally_key, |stored| {
+        let before = stored.unwrap_or(Tally {
+            total: 0,
+            count: 0,
+            currency: currency.clone(),
+        });
+        if before.currency != currency {
+            return Err(HandlerError::permanent(format!(
+                "customer {customer} is tallied in {}, payment {} is in {currency}",
+                before.currency, event.event_id
+            )));
+        }
+        before_total = before.total;
+        Ok(Tally {
+            total: before.total.saturating_add(amount),
+            count: before.count + 1,
+            currency: currency.clone(),
+        })
+    })?;
 
     // kv has no multi-key transaction: if the host fails between these two writes, the
     // retry counts this payment again. Writing `seen` first would lose it instead.
-    kv::set_json(&tally_key, &after)?;
     kv::set(&seen_key, &event.event_id)?;
 
-    let decision = if before.total >= threshold {
+    let decision = if before_total >= threshold {
         "already above vip threshold"
     } else if after.total >= threshold {
         "crossed vip threshold: flag for account manager"
