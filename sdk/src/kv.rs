@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::agenthook::plugin::kv as wit;
+use crate::abi::kv as wit;
 use crate::{HandlerError, ToolError};
 
 /// How many keys [`list`] asks the host for per call.
