@@ -10,3 +10,7 @@ rustup target add wasm32-wasip2
 # metrics test parses /metrics with the Prometheus project's own Python parser.
 python3 -m pip install --quiet aiosmtpd prometheus-client
 cargo test --workspace "$@"
+# The example plugins' unit tests: the handlers run on the host target against
+# agenthook_sdk::testing (no wasm, no host).
+host_target="$(rustc -vV | sed -n 's/^host: //p')"
+cargo test --manifest-path plugins/Cargo.toml --target "$host_target" --target-dir target/plugins
