@@ -11,6 +11,7 @@ mod harness;
 mod ingress_bounds;
 mod journal;
 mod lifecycle;
+mod llm;
 mod observability;
 mod ordering;
 mod secrets;

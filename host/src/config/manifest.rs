@@ -163,7 +163,30 @@ pub struct Grants {
     pub email: Vec<EmailGrant>,
     /// `emit = ["lead.*"]`: globs on the event types the plugin may emit.
     pub emit: Vec<(String, GlobMatcher)>,
+    /// `llm = { provider, models, max_tokens_per_hour }`: the model provider (a host
+    /// `[llm.providers.NAME]`) and models the plugin may call, and its token budget.
+    pub llm: Option<LlmGrant>,
 }
+
+/// `grants.llm`.
+#[derive(Debug, Clone)]
+pub struct LlmGrant {
+    pub provider: String,
+    /// Globs on model names (`gpt-4o-mini`, `claude-*`).
+    pub models: Vec<(String, GlobMatcher)>,
+    /// Tokens (input + output, as the provider counts them) the plugin may use in any
+    /// hour; a call beyond it is `limited`.
+    pub max_tokens_per_hour: u64,
+}
+
+impl LlmGrant {
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.iter().any(|(_, g)| g.is_match(model))
+    }
+}
+
+/// `grants.llm.max_tokens_per_hour` when not given.
+pub const DEFAULT_LLM_TOKENS_PER_HOUR: u64 = 100_000;
 
 impl Grants {
     /// The grant covering `scheme://host:port`, preferring an exact host over a
@@ -483,6 +506,15 @@ struct RawGrants {
     http_headers: Option<BTreeMap<String, BTreeMap<String, String>>>,
     email: Option<Vec<String>>,
     emit: Option<Vec<String>>,
+    llm: Option<RawLlmGrant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLlmGrant {
+    provider: String,
+    models: Vec<String>,
+    max_tokens_per_hour: Option<u64>,
 }
 
 impl Default for Limits {
@@ -710,11 +742,46 @@ fn parse_grants(raw: RawGrants, allowed: &PluginsConfig) -> Result<Grants, Confi
         emit.push((pattern, glob.compile_matcher()));
     }
 
+    let llm = match raw.llm {
+        None => None,
+        Some(g) => {
+            super::validate_name(&g.provider)
+                .map_err(|m| ConfigError::invalid("grants.llm.provider", m))?;
+            if g.models.is_empty() {
+                return Err(ConfigError::invalid(
+                    "grants.llm.models",
+                    "an empty list allows no model; list the models (globs) the plugin may call",
+                ));
+            }
+            let mut models = Vec::with_capacity(g.models.len());
+            for (i, pattern) in g.models.into_iter().enumerate() {
+                let glob = Glob::new(&pattern).map_err(|e| {
+                    ConfigError::invalid(
+                        format!("grants.llm.models[{i}]"),
+                        format!("bad glob `{pattern}`: {e}"),
+                    )
+                })?;
+                models.push((pattern, glob.compile_matcher()));
+            }
+            Some(LlmGrant {
+                provider: g.provider,
+                models,
+                max_tokens_per_hour: in_range(
+                    g.max_tokens_per_hour.unwrap_or(DEFAULT_LLM_TOKENS_PER_HOUR),
+                    1,
+                    u64::from(u32::MAX),
+                    "grants.llm.max_tokens_per_hour",
+                )?,
+            })
+        }
+    };
+
     Ok(Grants {
         kv: raw.kv.unwrap_or(false),
         http,
         email,
         emit,
+        llm,
     })
 }
 
@@ -736,6 +803,44 @@ mod tests {
     /// Parse under the default `[plugins]`, which allows no `env:` or `file:` value.
     fn parse(text: &str) -> Result<Manifest, ConfigError> {
         Manifest::parse(text, &PluginsConfig::default())
+    }
+
+    #[test]
+    fn llm_grants_parse_and_bad_ones_name_the_field() {
+        let m = parse(
+            "[grants]\nllm = { provider = \"openai\", models = [\"gpt-4o*\"], max_tokens_per_hour = 500 }\n",
+        )
+        .unwrap();
+        let g = m.grants.llm.unwrap();
+        assert_eq!(
+            (g.provider.as_str(), g.max_tokens_per_hour),
+            ("openai", 500)
+        );
+        assert!(g.allows_model("gpt-4o-mini") && !g.allows_model("o3"));
+        assert!(parse("").unwrap().grants.llm.is_none());
+        for (text, field) in [
+            (
+                "llm = { provider = \"openai\", models = [] }",
+                "grants.llm.models",
+            ),
+            (
+                "llm = { provider = \"Open AI\", models = [\"m\"] }",
+                "grants.llm.provider",
+            ),
+            (
+                "llm = { provider = \"openai\", models = [\"m\"], max_tokens_per_hour = 0 }",
+                "grants.llm.max_tokens_per_hour",
+            ),
+            (
+                "llm = { provider = \"openai\", models = [\"[\"] }",
+                "grants.llm.models[0]",
+            ),
+        ] {
+            let err = parse(&format!("[grants]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
     }
 
     #[test]

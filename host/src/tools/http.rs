@@ -42,6 +42,9 @@ pub const MAX_CONCURRENT_PER_PLUGIN: usize = 8;
 const USER_AGENT: &str = concat!("agenthook/", env!("CARGO_PKG_VERSION"));
 
 type PluginHttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
+/// A client for endpoints the operator configured (model providers).
+pub type OperatorClient =
+    Client<HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
 /// The pooled clients, one per plugin, sharing one TLS configuration.
 pub struct HttpClients {
@@ -70,6 +73,20 @@ impl HttpClients {
             tls,
             plugins: Mutex::default(),
         })
+    }
+
+    /// A client for the endpoints the operator configured in the host config (model
+    /// providers): the same TLS roots, but no address guard, since the operator chose
+    /// the URL, not a plugin.
+    pub fn operator_client(&self) -> OperatorClient {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector)
     }
 
     /// The plugin's client; rebuilt when its exempt addresses changed (a redeploy).

@@ -12,6 +12,7 @@ mod emit;
 mod http;
 mod journal;
 mod kv;
+mod llm;
 mod log;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,7 @@ use crate::wit::agenthook::plugin::types::{self, ToolError};
 
 pub use emit::CHAIN_HEADER;
 pub use journal::{Journal, JournalNote};
+pub use llm::TokenLabels;
 
 /// Tool calls one attempt may make; a plugin looping on a tool is cut off with
 /// `tool-error.limited` instead of flooding the store.
@@ -43,6 +45,8 @@ const MAX_LOG_LINE: usize = 4096;
 #[derive(Debug, Clone, Default)]
 pub struct ToolMetrics {
     pub calls: Family<ToolLabels, Counter>,
+    /// `llm.chat` tokens by plugin, model and direction (input, output).
+    pub llm_tokens: Family<TokenLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,6 +108,8 @@ pub struct Services {
     clock: Clock,
     /// Tool calls by plugin, tool and outcome, for `/metrics`.
     metrics: ToolMetrics,
+    /// The model providers of `[llm]` and each plugin's token use.
+    llm: llm::Providers,
 }
 
 impl Services {
@@ -120,14 +126,21 @@ impl Services {
             .map(email::Mailer::new)
             .transpose()?
             .map(Arc::new);
+        let metrics = ToolMetrics::default();
+        let llm = llm::Providers::new(
+            &config.llm,
+            http.operator_client(),
+            metrics.llm_tokens.clone(),
+        );
         Ok(Services {
             http,
             mailer,
+            llm,
             routes,
             max_chain_depth: config.emit.max_chain_depth,
             max_event_bytes: config.server.max_body_bytes,
             clock,
-            metrics: ToolMetrics::default(),
+            metrics,
         })
     }
 
