@@ -390,3 +390,98 @@ async fn rate_limits_budgets_and_grants() {
     );
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_triage_briefs_with_the_model_or_falls_back_to_the_alert() {
+    let server = ApiServer::start(|_, _| {
+        openai_answer(
+            "Checkout is slow for every customer: p99 above 2 s.",
+            40,
+            14,
+        )
+    })
+    .await;
+    let mut env = TestEnv::new();
+    env.extra_config = provider("openai", "openai", &server, "sk-triage");
+    let triage = |grant: &str, model: &str| {
+        manifest(
+            "alert.*",
+            &format!(
+                "[grants]\nkv = true\nemit = [\"incident.*\"]\n{grant}\n\n[config]\n{model}\n"
+            ),
+        )
+    };
+    let grant = "llm = { provider = \"openai\", models = [\"gpt-4o-mini\"] }";
+    env.install_plugin(
+        "incident-triage",
+        plugins::INCIDENT_TRIAGE,
+        &triage(grant, "llm_model = \"gpt-4o-mini\""),
+    );
+    // The documented fallbacks: no llm_model at all; a model but no usable provider.
+    env.install_plugin("triage-plain", plugins::INCIDENT_TRIAGE, &triage("", ""));
+    env.install_plugin(
+        "triage-unconfigured",
+        plugins::INCIDENT_TRIAGE,
+        &triage(
+            "llm = { provider = \"absent\", models = [\"gpt-4o-mini\"] }",
+            "llm_model = \"gpt-4o-mini\"",
+        ),
+    );
+    let host = env.start().await;
+    let alert = json!({
+        "type": "alert.firing",
+        "fingerprint": "checkout-latency-p99",
+        "status": "firing",
+        "severity": "critical",
+        "service": "checkout",
+        "summary": "p99 latency above 2s for 5m",
+    });
+    let id = post_id(&host, "alert_brief", alert).await;
+    host.wait_status(&id, "done", WAIT).await;
+    let opened = |plugin: &'static str| {
+        let host = &host;
+        async move {
+            let events = wait_until(&format!("{plugin} opens an incident"), WAIT, || async {
+                let e: Vec<Value> = host
+                    .all_events()
+                    .await
+                    .into_iter()
+                    .filter(|e| e["source"] == format!("plugin:{plugin}"))
+                    .collect();
+                (!e.is_empty()).then_some(e)
+            })
+            .await;
+            let full = host.event(events[0]["id"].as_str().unwrap()).await;
+            serde_json::from_str::<Value>(full["body"].as_str().unwrap()).unwrap()
+        }
+    };
+    let with_llm = opened("incident-triage").await;
+    assert_eq!(
+        (with_llm["brief"].as_str(), with_llm["brief_by"].as_str()),
+        (
+            Some("Checkout is slow for every customer: p99 above 2 s."),
+            Some("llm")
+        )
+    );
+    assert_eq!(
+        prompt(&server.requests()[0]).lines().next(),
+        Some("service: checkout")
+    );
+    for plugin in ["triage-plain", "triage-unconfigured"] {
+        let plain = opened(plugin).await;
+        assert_eq!(
+            (plain["brief"].as_str(), plain["brief_by"].as_str()),
+            (
+                Some("[critical] checkout: p99 latency above 2s for 5m"),
+                Some("alert")
+            ),
+            "{plugin}"
+        );
+    }
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "only the granted, configured one asked"
+    );
+    host.stop().await;
+}
