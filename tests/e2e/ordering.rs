@@ -115,7 +115,7 @@ async fn a_retrying_delivery_holds_back_its_key_until_it_is_dead_lettered() {
     env.install_plugin(
         "test-ordered",
         plugins::TEST_ORDERED,
-        &ordered_manifest("max_attempts = 2\ninitial_backoff_ms = 1500\nmax_backoff_ms = 1500"),
+        &ordered_manifest("max_attempts = 2\ninitial_backoff_ms = 3000\nmax_backoff_ms = 3000"),
     );
     let host = env.start().await;
     let event = |customer: &str, seq: u64, fail: bool| json!({"type": "order.update", "data": {"customer": customer}, "seq": seq, "fail_always": fail});
