@@ -18,7 +18,7 @@ pub async fn page(ctx: &Ctx) -> Response<Body> {
     let body = html! {
         div #overview data-live="2000" {
             dl.kv {
-                dt { "Ready" } dd { @if report.ready { (layout::status("done")) " ready" } @else { (layout::status("dead")) " not ready" } }
+                dt { "Ready" } dd { @if report.ready { span.status.s-done { "ready" } } @else { span.status.s-dead { "not ready" } } }
                 dt { "Up for" } dd { (uptime_s / 3600) "h " (uptime_s % 3600 / 60) "m " (uptime_s % 60) "s" }
                 dt { "Stored events" } dd { (report.store.events) }
                 dt { "Store size" } dd { (report.store.size_bytes / (1 << 20)) " MiB" }

@@ -127,7 +127,7 @@ fn upload_form(ctx: &Ctx, refused: Option<&Refused>) -> Markup {
         form #deploy method="post" action="/ui/plugins/deploy" enctype="multipart/form-data" aria-labelledby="deploy-h" {
             (layout::csrf_field(&ctx.session.csrf))
             @if refused.is_some() {
-                p.error #deploy-error role="alert" { "Refused: " (r.message) }
+                p.error #deploy-error role="alert" data-focus { "Refused: " (r.message) }
             }
             p { label for="up-name" { "Name " } input #up-name type="text" name="name" value=(r.name) required pattern="[a-z0-9][a-z0-9_-]*"; }
             p { label for="up-wasm" { "Component (.wasm) " } input #up-wasm type="file" name="wasm" accept=".wasm" required; }

@@ -1,6 +1,7 @@
 // agenthook console: the little JavaScript the pages use, no dependencies.
 // - [data-live="MS"]: re-fetch this page every MS ms and swap in the element with the
 //   same id (skipped while focus is inside it, or while its toggle checkbox is off).
+// - [data-focus]: focus a refusal shown beside its form.
 // - select-all checkbox for the dead-letter table.
 (function () {
   'use strict';
@@ -33,6 +34,10 @@
     var box = toggle && document.getElementById(toggle);
     if (box) box.addEventListener('change', function () { refresh(el); });
   });
+
+  // A refused form's reason is announced and focused where it is shown.
+  var refused = document.querySelector('[data-focus]');
+  if (refused) { refused.setAttribute('tabindex', '-1'); refused.focus(); }
 
   document.querySelectorAll('input[data-select-all]').forEach(function (all) {
     all.addEventListener('change', function () {
