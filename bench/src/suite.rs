@@ -172,6 +172,8 @@ pub enum Scenario {
     Memory,
     History,
     Abuse,
+    /// Not in `all`: it fills its own store of a million events.
+    Console,
 }
 
 pub const ALL: [Scenario; 7] = [
@@ -213,6 +215,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
                 Scenario::Memory => crate::memory::run(&mut suite).await?,
                 Scenario::History => crate::history::run(&mut suite).await?,
                 Scenario::Abuse => crate::abuse::run(&mut suite).await?,
+                Scenario::Console => crate::console::run(&mut suite).await?,
             }
         }
         anyhow::Ok(())
