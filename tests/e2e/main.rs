@@ -11,6 +11,8 @@ mod harness;
 mod ingress_bounds;
 mod lifecycle;
 mod observability;
+mod python;
+mod python_build;
 mod secrets;
 mod senders;
 mod servers;
