@@ -13,6 +13,7 @@ mod lifecycle;
 mod observability;
 mod python;
 mod python_build;
+mod scaffold;
 mod secrets;
 mod senders;
 mod servers;

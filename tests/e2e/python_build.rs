@@ -36,7 +36,9 @@ pub fn python_plugin(dir: &str) -> String {
     path.to_str().expect("utf-8 path").to_string()
 }
 
-fn build_cached(dir: &Path) -> PathBuf {
+/// The component of the Python project at `dir` (any path; its directory name names
+/// the cache entry), built with `agenthook plugin build` unless cached.
+pub fn build_cached(dir: &Path) -> PathBuf {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
