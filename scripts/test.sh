@@ -13,4 +13,11 @@ python3 -m pip install --quiet aiosmtpd prometheus-client
 # chromium; Playwright downloads no browser). Without chromium that one test is skipped
 # with a notice, unless AGENTHOOK_REQUIRE_BROWSER is set (CI sets it).
 python3 -m pip install --quiet playwright
+# Python plugins (tests/e2e/python.rs, plugins/tally-py) are built with componentize-py;
+# the tests cache each built component in target/python-plugins by content hash.
+python3 -m pip install --quiet componentize-py==0.25.1
 cargo test --workspace "$@"
+# The example plugins' unit tests: the handlers run on the host target against
+# agenthook_sdk::testing (no wasm, no host).
+host_target="$(rustc -vV | sed -n 's/^host: //p')"
+cargo test --manifest-path plugins/Cargo.toml --target "$host_target" --target-dir target/plugins

@@ -2,6 +2,7 @@
 //! process through `agenthook::run`, or the real binary) on loopback with a temp data
 //! dir and real plugin components built from `plugins/`.
 
+mod compat;
 mod console;
 mod delivery;
 mod faults;
@@ -11,6 +12,9 @@ mod harness;
 mod ingress_bounds;
 mod lifecycle;
 mod observability;
+mod python;
+mod python_build;
+mod scaffold;
 mod secrets;
 mod senders;
 mod servers;

@@ -46,6 +46,12 @@ const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("due");
 const LEASES: TableDefinition<(&str, u64), u64> = TableDefinition::new("leases");
 /// (plugin, key) → value: each plugin's private key-value space.
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+/// (plugin, key) → the key's version, set by every write of the key in the same
+/// transaction as its value; removed with it. A key without one is at version 0.
+const KV_VERSIONS: TableDefinition<(&str, &str), u64> = TableDefinition::new("kv_versions");
+/// "kv" → the last kv version handed out: versions come from this one store-wide
+/// sequence, so a key deleted and written again never gets an old version back.
+const KV_CLOCK: TableDefinition<&str, u64> = TableDefinition::new("kv_clock");
 /// (plugin, state) → how many deliveries of that plugin are in that state (every state
 /// but `done`); kept in the same commits as the deliveries, so it is exact after a crash
 /// and the host need not scan every delivery at start.
@@ -309,6 +315,37 @@ impl Backend for RedbStore {
     async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError> {
         let (plugin, key) = (plugin.to_string(), key.to_string());
         self.write(move |t| t.kv_delete(&plugin, &key)).await?
+    }
+
+    async fn kv_get_versioned(
+        &self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<Versioned>, StoreError> {
+        self.read_kv_versioned(plugin, key)
+    }
+
+    async fn kv_compare_and_swap(
+        &self,
+        plugin: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<Swap, StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |t| t.kv_compare_and_swap(&plugin, &key, expected, value))
+            .await?
+    }
+
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<Increment, StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |t| t.kv_increment(&plugin, &key, delta))
+            .await?
     }
 
     async fn kv_list(
