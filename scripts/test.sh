@@ -9,6 +9,13 @@ rustup target add wasm32-wasip2
 # The email tests talk to a real SMTP server process (tests/e2e/smtp_sink.py); the
 # metrics test parses /metrics with the Prometheus project's own Python parser.
 python3 -m pip install --quiet aiosmtpd prometheus-client
+# The console's browser test drives chromium with Playwright for Python (the system
+# chromium; Playwright downloads no browser). Without chromium that one test is skipped
+# with a notice, unless AGENTHOOK_REQUIRE_BROWSER is set (CI sets it).
+python3 -m pip install --quiet playwright
+# Python plugins (tests/e2e/python.rs, plugins/tally-py) are built with componentize-py;
+# the tests cache each built component in target/python-plugins by content hash.
+python3 -m pip install --quiet componentize-py==0.25.1
 cargo test --workspace "$@"
 # The example plugins' unit tests: the handlers run on the host target against
 # agenthook_sdk::testing (no wasm, no host).

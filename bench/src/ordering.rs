@@ -1,4 +1,4 @@
-//! Scenario 8, `ordering`: a plugin with `[ordering] key` drains the same backlog with
+//! Scenario 9, `ordering`: a plugin with `[ordering] key` drains the same backlog with
 //! its events spread over 20 keys vs all on one key (the baseline, in the same run).
 //! The handler (`test-ordered`) waits 20 ms per event, as an agent waiting on an API
 //! or a model would; `limits.max_concurrency = 8`. One key runs strictly one event at
@@ -51,7 +51,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         .collect();
     suite.report.add(Section {
         key: "ordering",
-        title: "8. Ordering keys: 20 keys vs one key".into(),
+        title: "9. Ordering keys: 20 keys vs one key".into(),
         notes: vec![format!(
             "`test-ordered` with `[ordering] key = \"/data/customer\"`, `limits.max_concurrency = {CONCURRENCY}`, each event handled in ~{DELAY_MS} ms (a sleep: an agent waiting on I/O). The events are posted first (20 senders), then the time from the first post to the last done is measured; baseline: the same events all on one key, in the same run. One key also runs each event's commits (its kv write, its outcome) one after another, where 20 keys share them through group commit, so the ratio can pass the concurrency ({CONCURRENCY}x)."
         )],

@@ -254,12 +254,17 @@ impl Host {
             telemetry.deliveries.clone(),
             health.clone(),
         );
-        let admin = Arc::new(admin::Admin::new(
+        let mut admin = admin::Admin::new(
             self.admin_token.clone(),
             self.store.clone(),
             self.deployer.clone(),
             telemetry,
-        ));
+        );
+        // The console's test sender posts to ingress over loopback.
+        if let Ok(addr) = listeners.ingress.local_addr() {
+            admin = admin.with_test_sender(self.config.sources.clone(), addr);
+        }
+        let admin = Arc::new(admin);
         let janitor = store::Janitor::new(self.store.clone(), self.config.store.clone());
 
         let ingress_task = tokio::spawn(http::serve(

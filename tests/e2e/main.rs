@@ -3,6 +3,7 @@
 //! dir and real plugin components built from `plugins/`.
 
 mod compat;
+mod console;
 mod delivery;
 mod faults;
 mod foundation;
@@ -14,6 +15,9 @@ mod lifecycle;
 mod llm;
 mod observability;
 mod ordering;
+mod python;
+mod python_build;
+mod scaffold;
 mod secrets;
 mod senders;
 mod servers;

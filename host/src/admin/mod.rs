@@ -2,9 +2,11 @@
 //! attempts, the loaded plugins and their kv. Every route needs the bearer token.
 //!
 //! Read-only over the store and registry; it never changes what ingress stored.
+//! The web console (`/ui`, in `ui/`) is served here too, behind its own sign-in.
 
 mod plugins;
 pub mod status;
+mod ui;
 
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ pub struct Admin {
     /// `/metrics` and `/admin/v1/status`.
     telemetry: metrics::Sources,
     metrics: metrics::Metrics,
+    /// The web console's sessions, chart history and test-event sender.
+    console: ui::Console,
 }
 
 impl Admin {
@@ -53,8 +57,20 @@ impl Admin {
             registry: deployer.registry().clone(),
             deployer,
             metrics: metrics::Metrics::new(&telemetry),
+            console: ui::Console::new(&telemetry),
             telemetry,
         }
+    }
+
+    /// Let the console's "Send a test event" page sign for these sources and post to
+    /// the ingress listener at `ingress` (without it, the page says it is unavailable).
+    pub fn with_test_sender(
+        mut self,
+        sources: std::collections::BTreeMap<String, crate::config::SourceConfig>,
+        ingress: std::net::SocketAddr,
+    ) -> Self {
+        self.console.set_sender(sources, ingress);
+        self
     }
 
     fn authorized(&self, req: &Request) -> bool {
@@ -68,6 +84,10 @@ impl Admin {
     }
 
     pub async fn handle(self: Arc<Self>, req: Request) -> Response<Body> {
+        let path = req.uri().path();
+        if path == "/ui" || path.starts_with("/ui/") {
+            return ui::handle(self, req).await;
+        }
         if !self.authorized(&req) {
             let mut resp = web::error(
                 StatusCode::UNAUTHORIZED,
@@ -357,7 +377,18 @@ impl Admin {
             ));
         }
 
-        // (event, plugin) pairs to act on.
+        let targets = self.dlq_targets(&filter, ids).await?;
+        self.dlq_apply_keeping(action, targets, keep_journal(body)?)
+            .await
+    }
+
+    /// The dead (event, plugin) pairs that `filter` selects, among the events `ids`
+    /// when given, else among all stored events (paged through, newest first).
+    async fn dlq_targets(
+        &self,
+        filter: &EventFilter,
+        ids: Option<Vec<u64>>,
+    ) -> Result<Vec<(u64, String)>, ApiError> {
         let mut targets: Vec<(u64, String)> = Vec::new();
         match ids {
             Some(ids) => {
@@ -374,7 +405,7 @@ impl Admin {
                 loop {
                     let page = self
                         .store
-                        .list_events(&filter, before, MAX_PAGE, SCAN_LIMIT)
+                        .list_events(filter, before, MAX_PAGE, SCAN_LIMIT)
                         .await
                         .map_err(ApiError::store)?;
                     for (id, _, ds) in &page.events {
@@ -391,12 +422,29 @@ impl Admin {
                 }
             }
         }
+        Ok(targets)
+    }
 
+    /// Replay (only if still dead, with a fresh journal) or purge these dead deliveries.
+    async fn dlq_apply(
+        &self,
+        action: DlqAction,
+        targets: Vec<(u64, String)>,
+    ) -> Result<Value, ApiError> {
+        self.dlq_apply_keeping(action, targets, false).await
+    }
+
+    /// Like [`Admin::dlq_apply`]; a replay keeps each delivery's journal when asked.
+    async fn dlq_apply_keeping(
+        &self,
+        action: DlqAction,
+        targets: Vec<(u64, String)>,
+        keep_journal: bool,
+    ) -> Result<Value, ApiError> {
         match action {
             DlqAction::Replay => {
                 let mut replayed = 0;
                 let now = now_ms();
-                let keep_journal = keep_journal(body)?;
                 for (id, plugin) in targets {
                     let done = self
                         .store

@@ -81,7 +81,7 @@ pub(super) struct RedbStore {
     due_changed: Arc<Notify>,
     counts: StateCounts,
     commit_stats: CommitStats,
-    disk: DiskCheck,
+    disk: Arc<DiskCheck>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     path: PathBuf,
     /// Where the last retention pass stopped, so events pinned by queued deliveries at
@@ -147,6 +147,7 @@ impl RedbStore {
         let counts = Arc::new(Mutex::new(counts));
         let commit_stats = CommitStats::default();
         let stopping = Arc::new(AtomicBool::new(false));
+        let disk = DiskCheck::new(&path);
         let handle = writer::spawn(
             database.clone(),
             rx,
@@ -157,6 +158,7 @@ impl RedbStore {
                 counts: counts.clone(),
                 stats: commit_stats.clone(),
                 stopping: stopping.clone(),
+                disk: disk.clone(),
             },
         )
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
@@ -166,7 +168,7 @@ impl RedbStore {
             due_changed,
             counts,
             commit_stats,
-            disk: DiskCheck::default(),
+            disk,
             writer_thread: Mutex::new(Some(handle)),
             retention_cursor: AtomicU64::new(0),
             stopping,
@@ -438,7 +440,7 @@ impl Backend for RedbStore {
     }
 
     fn free_disk_bytes(&self) -> Option<u64> {
-        self.disk.free_bytes(&self.path)
+        self.disk.free_bytes()
     }
 
     fn min_free_disk_bytes(&self) -> u64 {

@@ -102,6 +102,8 @@ pub(super) struct Shared {
     pub stats: CommitStats,
     /// Set by `close`: stop after the current batch.
     pub stopping: Arc<AtomicBool>,
+    /// Free space, read again after every commit (ingress admits against it).
+    pub disk: Arc<DiskCheck>,
 }
 
 pub(super) fn spawn(
@@ -128,6 +130,7 @@ fn run(
         counts,
         stats,
         stopping,
+        disk,
     } = shared;
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -142,6 +145,8 @@ fn run(
         let (size, started) = (batch.len(), std::time::Instant::now());
         let result = commit(&database, &mut batch, next_id);
         stats.observe(size, started.elapsed());
+        // Before anyone is answered: the next admission sees what this commit took.
+        disk.refresh();
         match result {
             Ok((replies, after)) => {
                 next_id = after.next_id;
