@@ -147,7 +147,14 @@ async fn measure(
             .header(auth.0, auth.1)
             .body(Full::new(Bytes::new()))?;
         let t = Instant::now();
-        let resp = sender.send_request(req).await?;
+        sender
+            .ready()
+            .await
+            .with_context(|| format!("GET {path}: the connection closed"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .with_context(|| format!("GET {path}"))?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         let took = t.elapsed();
@@ -173,6 +180,10 @@ async fn sign_in(addr: SocketAddr) -> anyhow::Result<String> {
         .header("host", addr.to_string())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(format!("token={ADMIN_TOKEN}"))))?;
+    sender
+        .ready()
+        .await
+        .context("sign-in: the connection closed")?;
     let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
         .await
         .context("sign-in timed out")??;

@@ -60,7 +60,7 @@ options (all scenarios but `overhead`):
   --seconds N              measured seconds per load point (default 5; --quick 1)
   --size BYTES             event body size (default 1024)
   --concurrency 1,16,64    closed-loop concurrencies of `ingest` (default 1,16,64,256)
-  --events N               stored events for `history` (default 1000000)
+  --events N               stored events for `history` and `console` (default 1000000)
   --plugin-concurrency N   limits.max_concurrency of the no-op plugin in `e2e` (default 64)
   --repeats N              measurements of the points behind a ratio target (ingest at c=64,
                            history), alternating, median kept (default 3; --quick 1)

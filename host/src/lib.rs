@@ -265,6 +265,7 @@ impl Host {
             admin = admin.with_test_sender(self.config.sources.clone(), addr);
         }
         let admin = Arc::new(admin);
+        let sampler_task = tokio::spawn(admin.clone().sample_status(stopped()));
         let janitor = store::Janitor::new(self.store.clone(), self.config.store.clone());
 
         let ingress_task = tokio::spawn(http::serve(
@@ -297,6 +298,7 @@ impl Host {
         let _ = janitor_task.await;
         let _ = watch_task.await;
         let _ = admin_task.await;
+        let _ = sampler_task.await;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())

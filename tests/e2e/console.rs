@@ -457,3 +457,94 @@ async fn console_in_a_real_browser() {
     assert!(text.contains("console browser test: ok"), "{text}");
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_purge_asks_then_purges_only_what_matches() {
+    let env = console_env();
+    let host = env.start().await;
+    let mut dead = Vec::new();
+    for i in 0..3 {
+        let id = post_id(&host, &format!("purge-{i}"), json!({"type": "flaky.fail"})).await;
+        host.wait_status(&id, "dead", Duration::from_secs(30)).await;
+        dead.push(id);
+    }
+    let kept = post_id(&host, "kept", json!({"type": "order.created"})).await;
+    host.wait_status(&kept, "done", Duration::from_secs(30))
+        .await;
+    let (cookie, csrf) = sign_in(&host).await;
+    let post = |body: String| {
+        let cookie = cookie.clone();
+        let admin = host.admin;
+        async move {
+            ui(
+                admin,
+                Method::POST,
+                "/ui/dlq",
+                &[("cookie", &cookie), FORM],
+                &body,
+            )
+            .await
+        }
+    };
+
+    // Asked first: the page names the count; nothing is purged yet.
+    let ask = post(format!("do=purge-matching&plugin=flaky&csrf={csrf}")).await;
+    assert_eq!(ask.status, 200);
+    assert!(ask.text.contains("Yes, purge 3"), "{}", ask.text);
+    assert_eq!(
+        host.admin_get("/admin/v1/dlq").await.json["dead_letters"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // A filter that matches nothing purges nothing.
+    let none = post(format!(
+        "do=purge-matching&plugin=steady&confirmed=yes&csrf={csrf}"
+    ))
+    .await;
+    assert_eq!(none.status, 303);
+    assert!(
+        none.headers["location"]
+            .to_str()
+            .unwrap()
+            .contains("Purged+0")
+    );
+    // Confirmed: the three dead deliveries go; the events and their done deliveries stay.
+    let done = post(format!(
+        "do=purge-matching&plugin=flaky&confirmed=yes&csrf={csrf}"
+    ))
+    .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert!(
+        done.headers["location"]
+            .to_str()
+            .unwrap()
+            .contains("Purged+3")
+    );
+    assert!(
+        host.admin_get("/admin/v1/dlq").await.json["dead_letters"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    for id in &dead {
+        let e = host.event(id).await;
+        assert!(
+            attempts(&e, "flaky").is_empty(),
+            "the dead delivery is gone"
+        );
+        assert_eq!(attempts(&e, "steady").len(), 1, "the done delivery stays");
+    }
+    assert_eq!(host.event(&kept).await["status"], "done");
+    let page = ui(
+        host.admin,
+        Method::GET,
+        "/ui/dlq",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert!(page.text.contains("No dead letters match."));
+    host.stop().await;
+}

@@ -57,7 +57,7 @@ impl Admin {
             registry: deployer.registry().clone(),
             deployer,
             metrics: metrics::Metrics::new(&telemetry),
-            console: ui::Console::new(&telemetry),
+            console: ui::Console::new(),
             telemetry,
         }
     }
@@ -71,6 +71,13 @@ impl Admin {
     ) -> Self {
         self.console.set_sender(sources, ingress);
         self
+    }
+
+    /// Keep the last minutes of the status for the console's charts, until `stop`
+    /// resolves. The host runs it beside the admin listener and awaits it before
+    /// closing the store.
+    pub async fn sample_status(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        ui::sample(&self, stop).await;
     }
 
     fn authorized(&self, req: &Request) -> bool {

@@ -33,7 +33,7 @@ def chromium():
 
 def shot(page, name):
     if SHOTS:
-        page.set_viewport_size({"width": 1200, "height": 760})
+        page.set_viewport_size({"width": 1100, "height": 700})
         page.screenshot(path=os.path.join(SHOTS, f"console-{name}.png"))
 
 
@@ -143,6 +143,7 @@ def main():
             '[[subscribe]]\nsource = "demo"\n\n[grants]\nteleport = true\n')
         plugins.get_by_role("button", name="Deploy", exact=True).click()
         expect(plugins.locator("#deploy-error")).to_contain_text("teleport")
+        expect(plugins.locator("#deploy-error")).to_be_focused()
         expect(plugins.get_by_label("Name")).to_have_value("second")
         shot(plugins, "plugins-refused")
         plugins.get_by_label("Component (.wasm)").set_input_files(WASM)
@@ -151,7 +152,6 @@ def main():
         plugins.get_by_role("button", name="Deploy", exact=True).click()
         expect(plugins.get_by_role("status")).to_contain_text("Deployed second (added)")
         expect(plugins.locator("#plugin-second")).to_be_visible()
-        shot(plugins, "plugins")
         plugins.get_by_role("button", name="Remove second…").click()
         plugins.get_by_role("button", name="Yes, remove second").click()
         expect(plugins.get_by_role("status")).to_contain_text("Removed second")

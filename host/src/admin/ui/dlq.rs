@@ -104,16 +104,19 @@ pub async fn page(ctx: &Ctx) -> Response<Body> {
                 nav.pager aria-label="Pages" {
                     @if ctx.param("cursor").is_some() { a href={ "/ui/dlq?" (query_string(filter_pairs.iter().copied())) } { "← Newest" } }
                     @if let Some(next) = page.next_cursor {
-                        @let next = next.to_string();
-                        @let mut pairs = filter_pairs.clone();
-                        @let _ = pairs.push(("cursor", next.as_str()));
-                        a href={ "/ui/dlq?" (query_string(pairs)) } rel="next" { "Older →" }
+                        a href={ "/ui/dlq?" (older(&filter_pairs, next)) } rel="next" { "Older →" }
                     }
                 }
             }
         }
     };
     respond(status, ctx.page("Dead letters", "/ui/dlq", body))
+}
+
+/// The query of the page after `cursor`, with the same filters.
+fn older(filters: &[(&str, &str)], cursor: u64) -> String {
+    let cursor = cursor.to_string();
+    query_string(filters.iter().copied().chain([("cursor", cursor.as_str())]))
 }
 
 /// `POST /ui/dlq`: `do` = replay|purge - selected|matching. Without `confirmed`, shows

@@ -65,7 +65,7 @@ pub async fn page(ctx: &Ctx) -> Response<Body> {
         @match &listing {
             Err(message) => { p.error role="alert" { (message) } }
             Ok((page, limit)) => {
-                div #events-live data-live="2000" data-live-toggle=[first_page.then_some("tail")] {
+                div #events-live data-live=[first_page.then_some("2000")] data-live-toggle="tail" {
                     @if page.events.is_empty() {
                         p.muted { "No events match." }
                     } @else {

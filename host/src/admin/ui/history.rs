@@ -1,9 +1,10 @@
 //! The last minutes of the overview's numbers, for its small charts: a sample of the
-//! status report every [`INTERVAL`], [`KEEP`] of them, in memory. A background task
-//! takes them while the admin service exists; it stops when the service is dropped.
+//! status report every [`INTERVAL`], [`KEEP`] of them, in memory. The host runs
+//! [`sample`] beside the admin listener and awaits its end before closing the store.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::admin::status::{self, StatusReport};
@@ -41,17 +42,6 @@ impl std::fmt::Debug for History {
 }
 
 impl History {
-    /// Start sampling `from` (when a Tokio runtime is running).
-    pub fn start(from: &metrics::Sources) -> Arc<History> {
-        let history = Arc::new(History::default());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let weak = Arc::downgrade(&history);
-            let from = from.clone();
-            rt.spawn(sample_loop(weak, from));
-        }
-        history
-    }
-
     pub fn record(&self, report: &StatusReport) {
         let sample = Sample {
             at_ms: report.now_ms,
@@ -122,21 +112,20 @@ impl History {
     }
 }
 
-async fn sample_loop(history: Weak<History>, from: metrics::Sources) {
+/// Record a sample of `from` into `history` every [`INTERVAL`] until `stop` resolves.
+pub async fn sample(history: &History, from: &metrics::Sources, stop: impl Future<Output = ()>) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
     loop {
-        tick.tick().await;
-        if history.strong_count() == 0 {
-            return;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
         }
         let from = from.clone();
-        let Ok(report) = tokio::task::spawn_blocking(move || status::report(&from)).await else {
-            return;
-        };
-        match history.upgrade() {
-            Some(h) => h.record(&report),
-            None => return,
+        match tokio::task::spawn_blocking(move || status::report(&from)).await {
+            Ok(report) => history.record(&report),
+            Err(_) => return,
         }
     }
 }

@@ -29,7 +29,6 @@ use subtle::ConstantTimeEq;
 use super::Admin;
 use crate::config::SourceConfig;
 use crate::http::{Body, Request};
-use crate::metrics;
 use history::History;
 use session::{Session, Sessions};
 
@@ -42,16 +41,16 @@ const MAX_FORM_BODY: usize = 4 << 20;
 /// The console's state inside the admin service.
 pub struct Console {
     sessions: Sessions,
-    history: Arc<History>,
+    history: History,
     /// Signs and posts test events; None when the host did not give it its sources.
     sender: Option<send::Sender>,
 }
 
 impl Console {
-    pub fn new(telemetry: &metrics::Sources) -> Console {
+    pub fn new() -> Console {
         Console {
             sessions: Sessions::default(),
-            history: History::start(telemetry),
+            history: History::default(),
             sender: None,
         }
     }
@@ -80,6 +79,11 @@ impl Ctx {
     fn page(&self, title: &str, current: &str, body: Markup) -> Markup {
         layout::page(title, current, &self.session.csrf, body)
     }
+}
+
+/// Sample the overview's charts until `stop` resolves.
+pub async fn sample(admin: &Admin, stop: impl std::future::Future<Output = ()>) {
+    history::sample(&admin.console.history, &admin.telemetry, stop).await;
 }
 
 /// Serve a `/ui` request.

@@ -189,12 +189,12 @@ pub async fn deploy(ctx: &Ctx, req: Request) -> Response<Body> {
         return super::csrf_refused();
     }
     let name = text("name").unwrap_or_default().trim().to_string();
-    let manifest = match get("manifest") {
+    let (manifest, manifest_error) = match get("manifest") {
         Some(bytes) => match String::from_utf8(bytes.to_vec()) {
-            Ok(t) => t,
-            Err(_) => String::new(),
+            Ok(t) => (t, None),
+            Err(_) => (String::new(), Some("the manifest file is not UTF-8 text")),
         },
-        None => text("manifest_text").unwrap_or_default(),
+        None => (text("manifest_text").unwrap_or_default(), None),
     };
     let refuse = |message: String| Refused {
         name: name.clone(),
@@ -208,6 +208,9 @@ pub async fn deploy(ctx: &Ctx, req: Request) -> Response<Body> {
         )
         .await;
     };
+    if let Some(message) = manifest_error {
+        return page(ctx, Some(refuse(message.into()))).await;
+    }
     if manifest.trim().is_empty() {
         return page(
             ctx,
