@@ -9,6 +9,7 @@ mod foundation;
 mod hardening;
 mod harness;
 mod ingress_bounds;
+mod javascript;
 mod lifecycle;
 mod observability;
 mod python;
