@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p agenthook-bench -- all [--quick] [--json PATH] [options]
-//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse [options]
+//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse|python [options]
 //! cargo run --release -p agenthook-bench -- overhead [--wasm PATH] [--iterations N]
 //! ```
 //!
@@ -13,8 +13,8 @@
 //! `agenthook` binary (built by the bench, `cargo build --release -p agenthook`) and a
 //! plain hyper server (`plain`, this binary in `plain-server` mode). The load generator
 //! (`load`) runs in this process, on the same cores. Scenarios: `ingest` (1), `e2e` (2),
-//! `overhead` (3), `latency` (4), `memory` (5), `history` (6), `abuse` (7); `all` runs
-//! them in the order 1, 4, 2, 3, 5, 6, 7 since later ones use the rates of earlier ones.
+//! `overhead` (3), `latency` (4), `memory` (5), `history` (6), `abuse` (7), `python` (8); `all`
+//! runs them in the order 1, 4, 2, 3, 5, 6, 7, 8 since later ones use the rates of earlier ones.
 
 mod abuse;
 mod e2e;
@@ -25,6 +25,7 @@ mod load;
 mod memory;
 mod overhead;
 mod plain;
+mod python;
 mod report;
 mod server;
 mod suite;
@@ -37,7 +38,7 @@ const USAGE: &str = "\
 usage: agenthook-bench <scenario> [options]
 
 scenarios (each row: agenthook, its baseline in the same run, the ratio):
-  all        every scenario below, in the order 1, 4, 2, 3, 5, 6, 7
+  all        every scenario below, in the order 1, 4, 2, 3, 5, 6, 7, 8
   ingest     1. durable ingest vs a plain hyper server (closed loop; also vs one commit per event)
   e2e        2. ingest + dispatch to a no-op plugin until done: events/s, received→done p50/p99
   overhead   3. per-delivery overhead, pooling vs on-demand allocator; RSS of 100 idle plugins
@@ -47,6 +48,8 @@ scenarios (each row: agenthook, its baseline in the same run, the ratio):
   history    6. ingest rate with N events stored vs an empty store
   abuse      7. a well-behaved sender's p99 (200 ev/s) idle vs with 4,000 slow senders and vs
              64 CPU-spinning deliveries in flight; host RSS with the slow senders (issue 12)
+  python     8. a Python no-op plugin beside the Rust no-op: per delivery, end to end,
+             10 plugins loaded (start → ready, RSS); needs componentize-py (issue 15)
 
 options (all scenarios but `overhead`):
   --quick                  every scenario in under 2 minutes: 1 s per point, c=64 only,
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         "memory" => suite::run("memory", &[Scenario::Memory], &rest),
         "history" => suite::run("history", &[Scenario::History], &rest),
         "abuse" => suite::run("abuse", &[Scenario::Abuse], &rest),
+        "python" => suite::run("python", &[Scenario::Python], &rest),
         // The yardstick of runtime work: its options and output lines stay as they are.
         "overhead" => overhead::run(&rest),
         // The baseline server process, started by `server::Server::plain`.

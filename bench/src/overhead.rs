@@ -124,12 +124,22 @@ pub async fn per_delivery(
     wasm: &[u8],
     iterations: usize,
 ) -> anyhow::Result<Timings> {
+    per_delivery_with(allocator, wasm, MANIFEST, iterations).await
+}
+
+/// [`per_delivery`] with the plugin's manifest given (its limits).
+pub async fn per_delivery_with(
+    allocator: Allocator,
+    wasm: &[u8],
+    manifest: &str,
+    iterations: usize,
+) -> anyhow::Result<Timings> {
     let runtime = Runtime::with_options(&RuntimeOptions {
         allocator,
         ..RuntimeOptions::default()
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let plugin = build_plugin(&runtime, &Default::default(), "noop", MANIFEST, wasm)?;
+    let plugin = build_plugin(&runtime, &Default::default(), "noop", manifest, wasm)?;
     let data = tempfile::tempdir()?;
     let config = Config::parse(
         &format!(

@@ -172,9 +172,10 @@ pub enum Scenario {
     Memory,
     History,
     Abuse,
+    Python,
 }
 
-pub const ALL: [Scenario; 7] = [
+pub const ALL: [Scenario; 8] = [
     Scenario::Ingest,
     Scenario::Latency,
     Scenario::EndToEnd,
@@ -182,6 +183,7 @@ pub const ALL: [Scenario; 7] = [
     Scenario::Memory,
     Scenario::History,
     Scenario::Abuse,
+    Scenario::Python,
 ];
 
 /// Run `scenarios` in order; print the tables, the targets, and write the JSON.
@@ -213,6 +215,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
                 Scenario::Memory => crate::memory::run(&mut suite).await?,
                 Scenario::History => crate::history::run(&mut suite).await?,
                 Scenario::Abuse => crate::abuse::run(&mut suite).await?,
+                Scenario::Python => crate::python::run(&mut suite).await?,
             }
         }
         anyhow::Ok(())
