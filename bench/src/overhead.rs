@@ -115,6 +115,21 @@ pub struct Timings {
     pub median: f64,
     pub p99: f64,
     pub min: f64,
+    /// Minor page faults of this process per call (the pages an instance touches that
+    /// the pool reset returned to the kernel, faulted in again).
+    pub faults: f64,
+}
+
+/// This process's minor page faults so far (`/proc/self/stat`, field 10).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name in parentheses.
+            let rest = s.rsplit_once(')')?.1.to_string();
+            rest.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Per-delivery time of `iterations` calls (after a 10% warm-up) with one allocator;
@@ -167,6 +182,7 @@ pub async fn per_delivery_with(
 
     let mut samples = Vec::with_capacity(iterations);
     let warmup = iterations / 10;
+    let mut faults = 0;
     for i in 0..warmup + iterations {
         let id = i as u64 + 1;
         let key = format!("agenthook:{id}:noop");
@@ -189,11 +205,15 @@ pub async fn per_delivery_with(
             headers: meta.headers.clone(),
             body: body.clone(),
         };
+        let faults_before = minor_faults();
         let started = Instant::now();
         let report = runtime
             .call(&plugin.compiled, &plugin.manifest, tools, event)
             .await;
         let took = started.elapsed();
+        if i >= warmup {
+            faults += minor_faults().saturating_sub(faults_before);
+        }
         if report.outcome != agenthook::runtime::CallOutcome::Done {
             bail!("the no-op handler did not finish: {:?}", report.outcome);
         }
@@ -213,11 +233,17 @@ pub async fn per_delivery_with(
         Allocator::Pooling => "pooling (host config)",
         Allocator::OnDemand => "on-demand (wasmtime default)",
     };
+    let faults = faults as f64 / iterations as f64;
     println!(
-        "per delivery, {name}: median {median:.1} µs, p99 {p99:.1} µs, min {min:.1} µs ({iterations} calls)"
+        "per delivery, {name}: median {median:.1} µs, p99 {p99:.1} µs, min {min:.1} µs, {faults:.0} minor page faults ({iterations} calls)"
     );
     store.close().await;
-    Ok(Timings { median, p99, min })
+    Ok(Timings {
+        median,
+        p99,
+        min,
+        faults,
+    })
 }
 
 /// Start a real host with 100 distinct plugins and report its RSS once idle.

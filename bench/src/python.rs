@@ -44,7 +44,9 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let py_path = build_python_noop(&suite.bin)?;
     let python = std::fs::read(&py_path)?;
     let iterations = suite.opts.iterations.min(2_000);
-    let mut rows = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    // Each row is printed as soon as it is measured (the table follows at the end).
+    let show = |row: &Vec<String>| println!("python: {}", row.join(" | "));
 
     // 1. Per delivery, in process.
     let manifest = format!("[[subscribe]]\nsource = \"demo\"\n\n{PY_LIMITS}");
@@ -56,6 +58,13 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         format!("{:.1} / {:.1}", p.median, p.p99),
         format!("{:.0}x / {:.0}x", p.median / r.median, p.p99 / r.p99),
     ]);
+    rows.push(vec![
+        "per delivery: minor page faults of the process per call".into(),
+        f(r.faults, 0),
+        f(p.faults, 0),
+        format!("{:.0}x", p.faults / r.faults.max(1.0)),
+    ]);
+    rows.iter().for_each(show);
 
     // 2. End to end through the real host.
     let spec = |wasm: &[u8]| HostSpec {
@@ -89,6 +98,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
             ep.done.q(0.99).max(1) as f64 / er.done.q(0.99).max(1) as f64
         ),
     ]);
+    rows[2..].iter().for_each(show);
 
     // 3. Ten distinct plugins loaded (cold compile cache), idle.
     let mut loaded = Vec::new();
@@ -124,6 +134,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         format!("{:.1}x", pl.1.rss_mib() / rl.1.rss_mib().max(1e-9)),
     ]);
 
+    rows[4..].iter().for_each(show);
     suite.report.add(Section {
         key: "python",
         title: "8. Python plugins: a Python no-op beside the Rust no-op".into(),
@@ -138,6 +149,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         rows: rows.clone(),
         json: json!({
             "per_delivery_us": {"rust": {"median": r.median, "p99": r.p99}, "python": {"median": p.median, "p99": p.p99}},
+            "per_delivery_minor_faults": {"rust": r.faults, "python": p.faults},
             "end_to_end_done_per_s": {"rust": rs, "python": ps},
             "end_to_end_received_to_done_ms": {
                 "rust": {"p50": er.done.q(0.5), "p99": er.done.q(0.99)},
