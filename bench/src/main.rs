@@ -43,6 +43,8 @@ scenarios (each row: agenthook, its baseline in the same run, the ratio):
   e2e        2. ingest + dispatch to a no-op plugin until done: events/s, received→done p50/p99
   overhead   3. per-delivery overhead, pooling vs on-demand allocator; RSS of 100 idle plugins
              (in process; options: --wasm PATH, --iterations N — nothing else)
+  delivery   only the per-delivery loop of one component (--wasm PATH [--iterations N]),
+             memory_mb = 128: a target for a profiler
   latency    4. ingest latency at 50% and 90% of the max rate, open loop (p50/p99/p99.9)
   memory     5. RSS of the agenthook process: idle, 100 plugins loaded, at max load
   history    6. ingest rate with N events stored vs an empty store
@@ -82,6 +84,9 @@ fn main() -> ExitCode {
         "python" => suite::run("python", &[Scenario::Python], &rest),
         // The yardstick of runtime work: its options and output lines stay as they are.
         "overhead" => overhead::run(&rest),
+        // Per-delivery timing of one component only (with memory_mb = 128): a target for
+        // a profiler, e.g. `perf record -g agenthook-bench delivery --wasm X.wasm`.
+        "delivery" => overhead::delivery_only(&rest),
         // The baseline server process, started by `server::Server::plain`.
         "plain-server" => plain::main(),
         "help" | "--help" | "-h" => {

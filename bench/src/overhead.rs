@@ -71,6 +71,39 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     })
 }
 
+/// `delivery --wasm PATH [--iterations N]`: only the per-delivery loop, pooling, with
+/// `memory_mb = 128`, so a profiler sees nothing else.
+pub fn delivery_only(args: &[String]) -> anyhow::Result<()> {
+    let mut wasm = None;
+    let mut iterations = 2_000usize;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--wasm" => wasm = it.next().map(PathBuf::from),
+            "--iterations" => {
+                iterations = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .context("--iterations takes a number")?
+            }
+            other => bail!("unknown option `{other}` (expected --wasm PATH, --iterations N)"),
+        }
+    }
+    let wasm = std::fs::read(wasm.context("--wasm PATH is required")?)?;
+    let manifest = "[[subscribe]]\nsource = \"demo\"\n\n[limits]\nmemory_mb = 128\n";
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(per_delivery_with(
+            Allocator::Pooling,
+            &wasm,
+            manifest,
+            iterations,
+        ))?;
+    Ok(())
+}
+
 /// Build the `test-noop` plugin (a no-op when it is up to date) and return its path.
 pub fn build_noop() -> anyhow::Result<PathBuf> {
     build_test_plugin("test-noop")
