@@ -16,6 +16,9 @@ python3 -m pip install --quiet playwright
 # Python plugins (tests/e2e/python.rs, plugins/tally-py) are built with componentize-py;
 # the tests cache each built component in target/python-plugins by content hash.
 python3 -m pip install --quiet componentize-py==0.25.1
+# The JavaScript plugin (tests/e2e/javascript.rs, plugins/counter-js) is built with
+# componentize-js, which the test installs with npm (Node.js 18+) into target/js-plugins.
+command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
 cargo test --workspace "$@"
 # The example plugins' unit tests: the handlers run on the host target against
 # agenthook_sdk::testing (no wasm, no host).

@@ -33,7 +33,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the store says about one run.
 #[derive(Debug)]
-struct Completion {
+pub(crate) struct Completion {
     events: u64,
     /// Events whose delivery is not `done` (should be 0).
     not_done: u64,
@@ -56,18 +56,18 @@ impl Completion {
     }
     /// Completions per second while events were still arriving: what the dispatcher
     /// sustains next to ingest (after the load it drains faster, with ingress idle).
-    fn sustained(&self) -> f64 {
+    pub(crate) fn sustained(&self) -> f64 {
         self.done_during_load as f64 * 1000.0 / self.load_ms.max(1) as f64
     }
-    fn q(&self, q: f64) -> u64 {
+    pub(crate) fn q(&self, q: f64) -> u64 {
         self.latency.value_at_quantile(q)
     }
 }
 
 /// One measured run and what it completed.
-struct Run {
-    load: LoadResult,
-    done: Completion,
+pub(crate) struct Run {
+    pub(crate) load: LoadResult,
+    pub(crate) done: Completion,
     drain: Duration,
     memory: crate::server::Memory,
 }
@@ -215,7 +215,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
 /// One run on a fresh host: closed loop at c=64 (`rate` None) or open loop at `rate`;
 /// then wait until the plugin has finished every acknowledged event, stop the host and
 /// read the store.
-async fn measure(
+pub(crate) async fn measure(
     suite: &Suite,
     spec: &HostSpec,
     rate: Option<f64>,

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p agenthook-bench -- all [--quick] [--json PATH] [options]
-//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse|console|ordering [options]
+//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse|console|ordering|python [options]
 //! cargo run --release -p agenthook-bench -- overhead [--wasm PATH] [--iterations N]
 //! ```
 //!
@@ -14,8 +14,8 @@
 //! plain hyper server (`plain`, this binary in `plain-server` mode). The load generator
 //! (`load`) runs in this process, on the same cores. Scenarios: `ingest` (1), `e2e` (2),
 //! `overhead` (3), `latency` (4), `memory` (5), `history` (6), `abuse` (7), `console`
-//! (8, on its own), `ordering` (9); `all` runs 1–7 and 9 in the order 1, 4, 2, 3, 5, 6, 7,
-//! 9 since later ones use the rates of earlier ones.
+//! (8, on its own), `ordering` (9), `python` (10); `all` runs 1–7, 9 and 10 in the order 1,
+//! 4, 2, 3, 5, 6, 7, 9, 10 since later ones use the rates of earlier ones.
 
 mod abuse;
 mod console;
@@ -28,6 +28,7 @@ mod memory;
 mod ordering;
 mod overhead;
 mod plain;
+mod python;
 mod report;
 mod server;
 mod suite;
@@ -40,11 +41,13 @@ const USAGE: &str = "\
 usage: agenthook-bench <scenario> [options]
 
 scenarios (each row: agenthook, its baseline in the same run, the ratio):
-  all        every scenario below but console, in the order 1, 4, 2, 3, 5, 6, 7, 9
+  all        every scenario below but console, in the order 1, 4, 2, 3, 5, 6, 7, 9, 10
   ingest     1. durable ingest vs a plain hyper server (closed loop; also vs one commit per event)
   e2e        2. ingest + dispatch to a no-op plugin until done: events/s, received→done p50/p99
   overhead   3. per-delivery overhead, pooling vs on-demand allocator; RSS of 100 idle plugins
              (in process; options: --wasm PATH, --iterations N — nothing else)
+  delivery   only the per-delivery loop of one component (--wasm PATH [--iterations N]),
+             memory_mb = 128: a target for a profiler
   latency    4. ingest latency at 50% and 90% of the max rate, open loop (p50/p99/p99.9)
   memory     5. RSS of the agenthook process: idle, 100 plugins loaded, at max load
   history    6. ingest rate with N events stored vs an empty store
@@ -53,6 +56,8 @@ scenarios (each row: agenthook, its baseline in the same run, the ratio):
   ordering   9. a backlog drained by a plugin with [ordering]: 20 keys vs one key
   abuse      7. a well-behaved sender's p99 (200 ev/s) idle vs with 4,000 slow senders and vs
              64 CPU-spinning deliveries in flight; host RSS with the slow senders (issue 12)
+  python    10. a Python no-op plugin beside the Rust no-op: per delivery, end to end,
+             10 plugins loaded (start → ready, RSS); needs componentize-py (issue 15)
 
 options (all scenarios but `overhead`):
   --quick                  every scenario in under 2 minutes: 1 s per point, c=64 only,
@@ -84,8 +89,12 @@ fn main() -> ExitCode {
         "abuse" => suite::run("abuse", &[Scenario::Abuse], &rest),
         "console" => suite::run("console", &[Scenario::Console], &rest),
         "ordering" => suite::run("ordering", &[Scenario::Ordering], &rest),
+        "python" => suite::run("python", &[Scenario::Python], &rest),
         // The yardstick of runtime work: its options and output lines stay as they are.
         "overhead" => overhead::run(&rest),
+        // Per-delivery timing of one component only (with memory_mb = 128): a target for
+        // a profiler, e.g. `perf record -g agenthook-bench delivery --wasm X.wasm`.
+        "delivery" => overhead::delivery_only(&rest),
         // The baseline server process, started by `server::Server::plain`.
         "plain-server" => plain::main(),
         "help" | "--help" | "-h" => {

@@ -71,6 +71,39 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     })
 }
 
+/// `delivery --wasm PATH [--iterations N]`: only the per-delivery loop, pooling, with
+/// `memory_mb = 128`, so a profiler sees nothing else.
+pub fn delivery_only(args: &[String]) -> anyhow::Result<()> {
+    let mut wasm = None;
+    let mut iterations = 2_000usize;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--wasm" => wasm = it.next().map(PathBuf::from),
+            "--iterations" => {
+                iterations = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .context("--iterations takes a number")?
+            }
+            other => bail!("unknown option `{other}` (expected --wasm PATH, --iterations N)"),
+        }
+    }
+    let wasm = std::fs::read(wasm.context("--wasm PATH is required")?)?;
+    let manifest = "[[subscribe]]\nsource = \"demo\"\n\n[limits]\nmemory_mb = 128\n";
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(per_delivery_with(
+            Allocator::Pooling,
+            &wasm,
+            manifest,
+            iterations,
+        ))?;
+    Ok(())
+}
+
 /// Build the `test-noop` plugin (a no-op when it is up to date) and return its path.
 pub fn build_noop() -> anyhow::Result<PathBuf> {
     build_test_plugin("test-noop")
@@ -115,6 +148,21 @@ pub struct Timings {
     pub median: f64,
     pub p99: f64,
     pub min: f64,
+    /// Minor page faults of this process per call (the pages an instance touches that
+    /// the pool reset returned to the kernel, faulted in again).
+    pub faults: f64,
+}
+
+/// This process's minor page faults so far (`/proc/self/stat`, field 10).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name in parentheses.
+            let rest = s.rsplit_once(')')?.1.to_string();
+            rest.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Per-delivery time of `iterations` calls (after a 10% warm-up) with one allocator;
@@ -124,12 +172,22 @@ pub async fn per_delivery(
     wasm: &[u8],
     iterations: usize,
 ) -> anyhow::Result<Timings> {
+    per_delivery_with(allocator, wasm, MANIFEST, iterations).await
+}
+
+/// [`per_delivery`] with the plugin's manifest given (its limits).
+pub async fn per_delivery_with(
+    allocator: Allocator,
+    wasm: &[u8],
+    manifest: &str,
+    iterations: usize,
+) -> anyhow::Result<Timings> {
     let runtime = Runtime::with_options(&RuntimeOptions {
         allocator,
         ..RuntimeOptions::default()
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let plugin = build_plugin(&runtime, &Default::default(), "noop", MANIFEST, wasm)?;
+    let plugin = build_plugin(&runtime, &Default::default(), "noop", manifest, wasm)?;
     let data = tempfile::tempdir()?;
     let config = Config::parse(
         &format!(
@@ -157,6 +215,7 @@ pub async fn per_delivery(
 
     let mut samples = Vec::with_capacity(iterations);
     let warmup = iterations / 10;
+    let mut faults = 0;
     for i in 0..warmup + iterations {
         let id = i as u64 + 1;
         let key = format!("agenthook:{id}:noop");
@@ -179,11 +238,15 @@ pub async fn per_delivery(
             headers: meta.headers.clone(),
             body: body.clone(),
         };
+        let faults_before = minor_faults();
         let started = Instant::now();
         let report = runtime
             .call(&plugin.compiled, &plugin.manifest, tools, event)
             .await;
         let took = started.elapsed();
+        if i >= warmup {
+            faults += minor_faults().saturating_sub(faults_before);
+        }
         if report.outcome != agenthook::runtime::CallOutcome::Done {
             bail!("the no-op handler did not finish: {:?}", report.outcome);
         }
@@ -203,11 +266,17 @@ pub async fn per_delivery(
         Allocator::Pooling => "pooling (host config)",
         Allocator::OnDemand => "on-demand (wasmtime default)",
     };
+    let faults = faults as f64 / iterations as f64;
     println!(
-        "per delivery, {name}: median {median:.1} µs, p99 {p99:.1} µs, min {min:.1} µs ({iterations} calls)"
+        "per delivery, {name}: median {median:.1} µs, p99 {p99:.1} µs, min {min:.1} µs, {faults:.0} minor page faults ({iterations} calls)"
     );
     store.close().await;
-    Ok(Timings { median, p99, min })
+    Ok(Timings {
+        median,
+        p99,
+        min,
+        faults,
+    })
 }
 
 /// Start a real host with 100 distinct plugins and report its RSS once idle.

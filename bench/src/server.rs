@@ -18,8 +18,9 @@ use crate::load;
 
 /// The admin token every bench host is configured with.
 pub(crate) const ADMIN_TOKEN: &str = "bench";
-/// How long a server may take to print its ready line (100 plugins compile cold).
-const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a server may take to print its ready line (100 plugins, or 10 Python
+/// plugins of 18 MB each, compile cold; on a loaded 2-core machine that takes minutes).
+const READY_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Where the `agenthook` binary is, building it first unless the caller named one.
 pub fn agenthook_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {

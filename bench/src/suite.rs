@@ -175,9 +175,10 @@ pub enum Scenario {
     /// Not in `all`: it fills its own store of a million events.
     Console,
     Ordering,
+    Python,
 }
 
-pub const ALL: [Scenario; 8] = [
+pub const ALL: [Scenario; 9] = [
     Scenario::Ingest,
     Scenario::Latency,
     Scenario::EndToEnd,
@@ -186,6 +187,7 @@ pub const ALL: [Scenario; 8] = [
     Scenario::History,
     Scenario::Abuse,
     Scenario::Ordering,
+    Scenario::Python,
 ];
 
 /// Run `scenarios` in order; print the tables, the targets, and write the JSON.
@@ -219,6 +221,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
                 Scenario::Abuse => crate::abuse::run(&mut suite).await?,
                 Scenario::Console => crate::console::run(&mut suite).await?,
                 Scenario::Ordering => crate::ordering::run(&mut suite).await?,
+                Scenario::Python => crate::python::run(&mut suite).await?,
             }
         }
         anyhow::Ok(())

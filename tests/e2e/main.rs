@@ -10,6 +10,7 @@ mod foundation;
 mod hardening;
 mod harness;
 mod ingress_bounds;
+mod javascript;
 mod journal;
 mod lifecycle;
 mod llm;

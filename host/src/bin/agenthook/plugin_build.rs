@@ -3,7 +3,9 @@
 //! A Rust project (a `Cargo.toml`) is built with `cargo build --release --target
 //! wasm32-wasip2`; a Python project (an `app.py`) with `componentize-py` against the
 //! `agenthook:plugin` WIT and the Python SDK, both embedded in this binary so they match
-//! the host that runs the component. The component is written to `DIR/dist/NAME.wasm`
+//! the host that runs the component; a JavaScript project (a `package.json` and an
+//! `app.js`) with `@bytecodealliance/componentize-js` from its own `node_modules`
+//! against the same WIT. The component is written to `DIR/dist/NAME.wasm`
 //! (or `--out`), and its path printed.
 
 use std::io::BufRead as _;
@@ -79,16 +81,34 @@ pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 pub enum Lang {
     Rust,
     Python,
+    JavaScript,
 }
+
+/// The script that runs componentize-js (from the project's `node_modules`): no WASI
+/// features the host does not grant (clocks, random and stdio stay WASI's defaults).
+const JS_BUILD: &str = "\
+import { componentize } from '@bytecodealliance/componentize-js';
+import { readFile, writeFile } from 'node:fs/promises';
+const [source, wit, out] = process.argv.slice(2);
+const { component } = await componentize(await readFile(source, 'utf8'), {
+  witPath: wit,
+  worldName: 'handler',
+  disableFeatures: ['http', 'fetch-event'],
+});
+await writeFile(out, component);
+";
 
 pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
     if dir.join("Cargo.toml").is_file() {
         Ok(Lang::Rust)
     } else if dir.join("app.py").is_file() {
         Ok(Lang::Python)
+    } else if dir.join("package.json").is_file() && dir.join("app.js").is_file() {
+        Ok(Lang::JavaScript)
     } else {
         bail!(
-            "{} is not a plugin project: expected a Cargo.toml (Rust) or an app.py (Python); \
+            "{} is not a plugin project: expected a Cargo.toml (Rust), an app.py (Python) or a \
+             package.json with an app.js (JavaScript); \
              `agenthook plugin new NAME` creates one",
             dir.display()
         )
@@ -116,6 +136,7 @@ pub fn build(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match detect(&dir)? {
         Lang::Rust => build_rust(&dir, &out)?,
         Lang::Python => build_python(&dir, &out)?,
+        Lang::JavaScript => build_js(&dir, &out)?,
     }
     Ok(out)
 }
@@ -206,6 +227,38 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
     };
     if !status.success() {
         bail!("componentize-py failed ({status}); its messages are above");
+    }
+    Ok(())
+}
+
+fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    if !dir
+        .join("node_modules/@bytecodealliance/componentize-js")
+        .is_dir()
+    {
+        bail!(
+            "{}/node_modules has no @bytecodealliance/componentize-js: run `npm install` there first",
+            dir.display()
+        );
+    }
+    // The script sits in the project so that node resolves componentize-js from the
+    // project's node_modules.
+    let script = dir.join(".agenthook-build.mjs");
+    let work = tempfile_dir(out)?;
+    std::fs::write(work.join("plugin.wit"), WIT)?;
+    std::fs::write(&script, JS_BUILD)?;
+    let result = Command::new("node")
+        .arg(&script)
+        .arg(dir.join("app.js"))
+        .arg(&work)
+        .arg(out)
+        .current_dir(dir)
+        .status();
+    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_dir_all(&work);
+    let status = result.context("cannot run node (is Node.js 18 or later installed?)")?;
+    if !status.success() {
+        bail!("componentize-js failed ({status}); its messages are above");
     }
     Ok(())
 }

@@ -39,13 +39,16 @@ pub fn create(
             vec![
                 ("Cargo.toml".into(), rust_cargo_toml(name, &sdk)),
                 ("src/lib.rs".into(), RUST_LIB.replace("{name}", name)),
-                (format!("{name}.toml").into(), manifest(name, 32)),
+                (format!("{name}.toml").into(), manifest(name, 64)),
                 (".gitignore".into(), "/target\n/dist\n".into()),
             ]
         }
+        Lang::JavaScript => {
+            bail!("`plugin new` scaffolds rust or python; see plugins/counter-js for JavaScript")
+        }
         Lang::Python => vec![
             ("app.py".into(), PYTHON_APP.replace("{name}", name)),
-            (format!("{name}.toml").into(), manifest(name, 128)),
+            (format!("{name}.toml").into(), manifest(name, 64)),
             (".gitignore".into(), "/dist\n__pycache__/\n".into()),
         ],
     };
@@ -66,6 +69,7 @@ pub fn next_steps(name: &str, lang: Lang) -> String {
             format!("  (cd {name} && cargo test)              # unit tests, no wasm needed\n")
         }
         Lang::Python => format!("  python3 -m pip install {COMPONENTIZE_PY}   # once\n"),
+        Lang::JavaScript => format!("  (cd {name} && npm install)\n"),
     };
     format!(
         "created {name}/\n\nnext:\n{test}  agenthook plugin build {name}\n  agenthook plugin deploy {name} --wasm {name}/dist/{name}.wasm --manifest {name}/{name}.toml\n"
