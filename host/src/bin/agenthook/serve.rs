@@ -77,9 +77,10 @@ async fn serve_with(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    let shutdown = shutdown_signal();
     // One line on stdout that scripts and tests can wait for.
     println!("agenthook ready ingress=http://{ingress_addr} admin=http://{admin_addr}");
-    match host.serve(listeners, shutdown_signal()).await {
+    match host.serve(listeners, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agenthook: {e}");
@@ -88,25 +89,35 @@ async fn serve_with(config: Config) -> ExitCode {
     }
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Listen for SIGINT and SIGTERM from now on (the handlers are installed by this call,
+/// before the ready line, so a supervisor's stop right after it is a clean shutdown, not
+/// a kill); the future resolves at the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let handlers = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        async move {
+            match handlers {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
