@@ -104,7 +104,7 @@ impl Host {
     pub async fn prepare_with(config: Config, clock: clock::Clock) -> Result<Host, RunError> {
         let verifiers = ingress::Verifiers::build(&config.sources)?;
         create_dir(&config.server.data_dir)?;
-        let store = Store::open(&config.server.data_dir, &config.store)?;
+        let store = Store::open(&config.server.data_dir, &config.store).await?;
         Self::prepare_on(config, clock, store, verifiers).await
     }
 

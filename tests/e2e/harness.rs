@@ -120,7 +120,9 @@ secrets = ["{SECRET}"]
                 .expect("test config is valid");
         std::fs::create_dir_all(self.data_dir()).expect("data dir");
         let store = wrap(
-            agenthook::store::Store::open(&self.data_dir(), &config.store).expect("open the store"),
+            agenthook::store::Store::open(&self.data_dir(), &config.store)
+                .await
+                .expect("open the store"),
         );
         let ingress = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

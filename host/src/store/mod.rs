@@ -4,11 +4,12 @@
 //! plugin kv, and reads for the operator — named in the domain's words ([`Backend`]).
 //!
 //! Callers hold a [`Store`] and never learn which backend serves it. `redb` (one file,
-//! group commit; the default and today the only one) is the only module that touches
-//! its storage engine. `model` holds the types every backend shares; `retention` runs
+//! group commit; the default) and `nats` (a NATS JetStream cluster shared by several
+//! hosts) are the only modules that touch their storage engines. `model` holds the types every backend shares; `retention` runs
 //! the expiry passes a backend performs.
 
 mod model;
+mod nats;
 mod redb;
 mod retention;
 #[cfg(test)]
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::StoreConfig;
+use crate::config::{StoreBackend, StoreConfig};
 pub use model::*;
 pub use retention::{Janitor, PassReport, Retention};
 
@@ -185,9 +186,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub struct Store(Arc<dyn Backend>);
 
 impl Store {
-    /// Open (or create) the configured backend: the redb file in `data_dir`.
-    pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
-        Ok(Store(Arc::new(redb::RedbStore::open(data_dir, config)?)))
+    /// Open (or create) the configured backend: the redb file in `data_dir`, or the
+    /// deployment's streams and buckets on NATS (`[store] backend = "nats"`).
+    pub async fn open(data_dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
+        Ok(match &config.backend {
+            StoreBackend::Redb => Store(Arc::new(redb::RedbStore::open(data_dir, config)?)),
+            StoreBackend::Nats(nats) => Store(Arc::new(nats::NatsStore::open(config, nats).await?)),
+        })
     }
 
     /// A handle on a backend the caller built (tests wrap a backend to inject faults).
