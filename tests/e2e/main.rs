@@ -9,6 +9,7 @@ mod hardening;
 mod harness;
 mod ingress_bounds;
 mod lifecycle;
+mod nats;
 mod observability;
 mod secrets;
 mod senders;

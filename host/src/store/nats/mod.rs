@@ -252,7 +252,11 @@ impl NatsStore {
                 name: names.events_stream.clone(),
                 subjects: vec![names.events_subject.clone()],
                 num_replicas: replicas,
-                duplicate_window: Duration::from_millis(nats.duplicate_window_ms),
+                // Never longer than the dedup window: an id forgotten by retention
+                // must be new again.
+                duplicate_window: Duration::from_millis(
+                    nats.duplicate_window_ms.min(config.dedup_window_ms),
+                ),
                 storage: stream::StorageType::File,
                 ..Default::default()
             })

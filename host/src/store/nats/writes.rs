@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::UpdateErrorKind;
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use super::index::IndexedEvent;
 use super::*;
@@ -18,6 +19,8 @@ const CAS_ROUNDS: usize = 16;
 /// Publish attempts for one event: a retry carries the same `Nats-Msg-Id`, so one
 /// that did land the first time is recognised, not stored twice.
 const PUBLISH_ATTEMPTS: usize = 4;
+/// Retention removals in flight at once (each is a few round trips to the cluster).
+const REMOVALS_IN_FLIGHT: usize = 32;
 
 impl NatsStore {
     /// Store an event unless (source, event id) is known: the dedup bucket answers for
@@ -384,9 +387,13 @@ impl NatsStore {
     pub(super) async fn expire_pass(&self, cut: Retention) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         let old = self.lock().old_dedup_keys(cut.dedup_before_ms);
-        for (age, key) in old {
+        let mut purges = futures_util::stream::iter(old.into_iter().map(|(age, key)| async move {
             self.dedup.purge(&key).await.map_err(engine)?;
-            self.lock().forget_dedup(age);
+            Ok::<_, StoreError>(age)
+        }))
+        .buffer_unordered(REMOVALS_IN_FLIGHT);
+        while let Some(age) = purges.next().await {
+            self.lock().forget_dedup(age?);
             report.dedup_keys_removed += 1;
         }
         let cutoff = cut.done_before_ms.max(cut.dead_before_ms);
@@ -420,8 +427,14 @@ impl NatsStore {
             }
             out
         };
-        for (id, slots) in candidates {
-            if self.remove_event(id, &slots).await? {
+        let mut removals = futures_util::stream::iter(
+            candidates
+                .into_iter()
+                .map(|(id, slots)| async move { self.remove_event(id, &slots).await }),
+        )
+        .buffer_unordered(REMOVALS_IN_FLIGHT);
+        while let Some(removed) = removals.next().await {
+            if removed? {
                 report.events_removed += 1;
             }
         }
