@@ -2,6 +2,7 @@
 //! process through `agenthook::run`, or the real binary) on loopback with a temp data
 //! dir and real plugin components built from `plugins/`.
 
+mod cluster;
 mod delivery;
 mod faults;
 mod foundation;
