@@ -148,14 +148,17 @@ impl Host {
             registry.clone(),
             clock.clone(),
         )?);
-        let deployer = Arc::new(plugins::deploy::Deployer::new(
-            runtime.clone(),
-            registry.clone(),
-            tools.clone(),
-            config.server.plugins_dir.clone(),
-            config.sources.keys().cloned().collect(),
-            config.plugins.clone(),
-        ));
+        let deployer = Arc::new(
+            plugins::deploy::Deployer::new(
+                runtime.clone(),
+                registry.clone(),
+                tools.clone(),
+                config.server.plugins_dir.clone(),
+                config.sources.keys().cloned().collect(),
+                config.plugins.clone(),
+            )
+            .with_cluster(store.clone()),
+        );
         let mut versions = std::collections::HashSet::new();
         for plugin in plugins {
             for sub in &plugin.manifest.subscribe {
@@ -282,6 +285,14 @@ impl Host {
         let clock = self.clock.clone();
         let janitor_task = tokio::spawn(janitor.run(move || clock.now_ms(), stopped()));
         let watch_task = tokio::spawn(plugins::watch::run(self.deployer.clone(), stopped()));
+        let clock = self.clock.clone();
+        let cluster_task = tokio::spawn(plugins::cluster::run(
+            self.deployer.clone(),
+            self.store.clone(),
+            clock.now_ms(),
+            move || clock.now_ms(),
+            stopped(),
+        ));
 
         shutdown.await;
         tracing::info!("shutting down: draining requests and deliveries");
@@ -291,6 +302,7 @@ impl Host {
         let _ = dispatch_task.await;
         let _ = janitor_task.await;
         let _ = watch_task.await;
+        let _ = cluster_task.await;
         let _ = admin_task.await;
         self.store.close().await;
         tracing::info!("stopped");

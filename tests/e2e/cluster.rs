@@ -334,3 +334,119 @@ async fn kill_9_of_one_nats_node_mid_load_loses_nothing_acknowledged() {
         Arc::try_unwrap(host).ok().unwrap().stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_through_one_host_runs_on_every_host() {
+    let cluster = nats::shared();
+    let prefix = nats::fresh_prefix();
+    let envs: Vec<TestEnv> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let mut env = TestEnv::new();
+            env.nats = Some(NatsStore {
+                urls: cluster.urls(),
+                prefix: prefix.clone(),
+                host: (*n).into(),
+                replicas: 3,
+            });
+            env
+        })
+        .collect();
+    let mut hosts = Vec::new();
+    for env in &envs {
+        hosts.push(Arc::new(env.start_binary().await));
+    }
+    let wasm = std::fs::read(plugins::TEST_OUTCOME).unwrap();
+    let r = hosts[0]
+        .deploy(
+            "job-ok",
+            &manifest("job.*", "[config]\noutcome = \"ok\"\n"),
+            &wasm,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.json);
+    let version = r.json["plugin"]["version"]
+        .as_str()
+        .or(r.json["version"].as_str())
+        .map(str::to_string);
+    // Every host loads it (same validation), and any host's list shows every host's
+    // version.
+    for host in &hosts {
+        wait_until("every host lists what every host runs", WAIT, || async {
+            let r = host.admin_get("/admin/v1/plugins").await;
+            let p = r.json["plugins"]
+                .as_array()?
+                .iter()
+                .find(|p| p["name"] == "job-ok")?
+                .clone();
+            let running = p["hosts"].as_object()?;
+            let all = ["a", "b", "c"]
+                .iter()
+                .all(|h| running.get(*h).and_then(|v| v.as_str()) == p["version"].as_str());
+            all.then_some(())
+        })
+        .await;
+    }
+    if let Some(v) = version {
+        let r = hosts[2].admin_get("/admin/v1/plugins").await;
+        assert!(r.json.to_string().contains(&v));
+    }
+    // Events sent to B and C run there too.
+    let ids = spread(&hosts[1..], "deployed", 60).await;
+    assert_eq!(ids.len(), 60);
+    let mut runs = Vec::new();
+    for host in &hosts {
+        runs.push(done_attempts(host, "job-ok").await);
+    }
+    wait_until("all 60 are done", WAIT, || async {
+        let mut total = 0;
+        for host in &hosts {
+            total += done_attempts(host, "job-ok").await;
+        }
+        (total >= 60).then_some(())
+    })
+    .await;
+    runs.clear();
+    for host in &hosts {
+        runs.push(done_attempts(host, "job-ok").await);
+    }
+    println!("cluster deploy: runs per host after a deploy through a: {runs:?}");
+    assert!(runs[1] + runs[2] > 0, "{runs:?}");
+    // /metrics names the host; status lists every host.
+    let (_, _, text) = hosts[1].get_text(hosts[1].admin, "/metrics").await;
+    assert!(
+        text.contains("host=\"b\""),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+    let status = hosts[0].admin_get("/admin/v1/status").await;
+    assert_eq!(status.json["cluster"]["host"], "a");
+    assert_eq!(
+        status.json["cluster"]["hosts"].as_array().map(Vec::len),
+        Some(3),
+        "{:?}",
+        status.json["cluster"]
+    );
+    // A removal through C reaches A and B.
+    let r = hosts[2]
+        .request(
+            http::Method::DELETE,
+            hosts[2].admin,
+            "/admin/v1/plugins/job-ok",
+            &[("authorization", format!("Bearer {}", crate::harness::TOKEN))],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    for host in &hosts[..2] {
+        wait_until("the removal reaches every host", WAIT, || async {
+            let r = host.admin_get("/admin/v1/plugins/job-ok").await;
+            (r.status == 404).then_some(())
+        })
+        .await;
+    }
+    for host in hosts {
+        Arc::try_unwrap(host).ok().unwrap().stop().await;
+    }
+}

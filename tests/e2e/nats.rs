@@ -17,6 +17,8 @@ pub struct Node {
     pub url: String,
     pub pid: u32,
     _stdin: ChildStdin,
+    /// The shell holding the node; it exits with it.
+    _shell: std::process::Child,
 }
 
 /// A JetStream cluster of real `nats-server` processes.
@@ -76,6 +78,7 @@ impl NatsCluster {
                 url: format!("nats://127.0.0.1:{}", client[i]),
                 pid: line.trim().parse().expect("pid"),
                 _stdin: child.stdin.take().expect("stdin"),
+                _shell: child,
             });
         }
         let ready = if n > 1 {

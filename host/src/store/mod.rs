@@ -179,6 +179,54 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Finish the last writes and release the storage (up to a deadline); every later
     /// write fails with [`StoreError::Closed`].
     async fn close(&self);
+
+    /// What several hosts sharing this store need of it (plugins deployed for all,
+    /// who runs what); None on a store only this host uses.
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
+}
+
+/// A store that several hosts share: the deployment's plugins, kept in the store so
+/// that a deploy through any host reaches every host, and each host's report of what it
+/// runs.
+#[async_trait::async_trait]
+pub trait Cluster: Send + Sync {
+    /// This host's name in the deployment.
+    fn host(&self) -> &str;
+    /// Store a plugin (manifest and component) for every host; returns its digest.
+    async fn publish_plugin(
+        &self,
+        name: &str,
+        manifest: &str,
+        wasm: &[u8],
+    ) -> Result<String, StoreError>;
+    /// Remove a plugin from the deployment.
+    async fn withdraw_plugin(&self, name: &str) -> Result<(), StoreError>;
+    /// The deployment's plugins: name → digest of what was published.
+    async fn published_plugins(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
+    /// A published plugin's manifest and component.
+    async fn fetch_plugin(&self, name: &str) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+    /// Notified when a plugin was published or withdrawn (by any host).
+    fn plugins_changed(&self) -> Arc<Notify>;
+    /// Tell the other hosts what this host runs (kept for a minute unless repeated).
+    async fn report(&self, report: HostReport) -> Result<(), StoreError>;
+    /// The reports of every host heard from within the last minute.
+    async fn hosts(&self) -> Result<Vec<HostReport>, StoreError>;
+}
+
+/// What one host of a deployment reports about itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct HostReport {
+    pub host: String,
+    pub reported_at_ms: u64,
+    pub started_at_ms: u64,
+    /// Plugin name → content hash of the component it runs.
+    pub plugins: std::collections::BTreeMap<String, String>,
+    /// Deliveries waiting, over all plugins, as this host sees them.
+    pub queued: u64,
 }
 
 /// Handle to the store; cheap to clone. Dereferences to the [`Backend`] that serves it.

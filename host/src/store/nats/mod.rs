@@ -14,10 +14,13 @@
 //!   lease one delivery; a dead host's lease runs out and another host takes it over.
 //! - KV `P_gone`: ids of events removed by retention, so other hosts forget them too.
 //! - KV `P_kv`: `{plugin}.k{hex key}` → value: plugin kv, shared by all hosts.
+//! - object store `P_plugins` and KV `P_hosts`: the deployment's plugins and what each
+//!   host runs (`cluster`).
 //!
 //! Each host keeps an [`index::Index`] fed by watching the stream and the buckets: the
 //! dispatcher's due queue, counts and the operator's reads come from it.
 
+mod cluster;
 mod index;
 #[cfg(test)]
 pub(super) mod test_server;
@@ -60,6 +63,8 @@ struct Names {
     dedup: String,
     gone: String,
     kv: String,
+    plugins: String,
+    hosts: String,
 }
 
 impl Names {
@@ -71,6 +76,8 @@ impl Names {
             dedup: format!("{prefix}_dedup"),
             gone: format!("{prefix}_gone"),
             kv: format!("{prefix}_kv"),
+            plugins: format!("{prefix}_plugins"),
+            hosts: format!("{prefix}_hosts"),
         }
     }
 }
@@ -186,6 +193,7 @@ pub(super) struct NatsStore {
     dedup: kv::Store,
     gone: kv::Store,
     kv: kv::Store,
+    deployment: cluster::Deployment,
     index: Arc<Mutex<Index>>,
     /// Plugin kv keys (plugin → key → revision), for listing by prefix.
     kv_keys: watch::KvKeys,
@@ -268,6 +276,7 @@ impl NatsStore {
             (&names.dedup, Duration::from_millis(config.dedup_window_ms)),
             (&names.gone, GONE_MAX_AGE),
             (&names.kv, Duration::ZERO),
+            (&names.hosts, cluster::HOST_REPORT_MAX_AGE),
         ] {
             // The bucket's stream made here, as the client's `create_key_value` would
             // (which asks for account details that nats-server 2.9 answers in a shape
@@ -302,10 +311,28 @@ impl NatsStore {
                 .map_err(|e| open_err(&format!("bucket {name}"), Box::new(e)))?;
             buckets.push(store);
         }
-        let kv_bucket = buckets.pop().expect("four buckets");
-        let gone = buckets.pop().expect("four buckets");
-        let dedup = buckets.pop().expect("four buckets");
-        let deliveries = buckets.pop().expect("four buckets");
+        let hosts = buckets.pop().expect("five buckets");
+        let kv_bucket = buckets.pop().expect("five buckets");
+        let gone = buckets.pop().expect("five buckets");
+        let dedup = buckets.pop().expect("five buckets");
+        let deliveries = buckets.pop().expect("five buckets");
+        let plugins = match js.get_object_store(&names.plugins).await {
+            Ok(o) => o,
+            Err(_) => js
+                .create_object_store(async_nats::jetstream::object_store::Config {
+                    bucket: names.plugins.clone(),
+                    num_replicas: replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| open_err(&format!("object store {}", names.plugins), Box::new(e)))?,
+        };
+        let deployment = cluster::Deployment {
+            plugins,
+            hosts,
+            changed: Arc::new(Notify::new()),
+        };
 
         let store = NatsStore {
             servers: nats.servers.join(","),
@@ -319,6 +346,7 @@ impl NatsStore {
             dedup,
             gone,
             kv: kv_bucket,
+            deployment,
             index: Arc::default(),
             kv_keys: Arc::default(),
             due_changed: Arc::new(Notify::new()),
@@ -331,6 +359,12 @@ impl NatsStore {
             .start_watchers()
             .await
             .map_err(|e| open_err("the index", Box::new(e)))?;
+        let plugins_watch = store.deployment.watch();
+        store
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(plugins_watch);
         let mine = store.lock().leased_by(&store.host);
         if !mine.is_empty() {
             tracing::info!(
@@ -637,6 +671,10 @@ impl Backend for NatsStore {
 
     fn commit_stats(&self) -> &CommitStats {
         &self.commit_stats
+    }
+
+    fn cluster(&self) -> Option<&dyn super::Cluster> {
+        Some(self)
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -13,6 +13,8 @@ struct Server {
     url: String,
     /// Held open for the life of the process; closing it stops the server.
     _stdin: ChildStdin,
+    /// The shell; it exits with the server when the process ends.
+    _shell: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
@@ -52,6 +54,7 @@ fn server() -> &'static Server {
         Server {
             url,
             _stdin: child.stdin.take().expect("stdin"),
+            _shell: child,
             _dir: dir,
         }
     })
