@@ -391,6 +391,12 @@ async fn a_deploy_through_one_host_runs_on_every_host() {
         let r = hosts[2].admin_get("/admin/v1/plugins").await;
         assert!(r.json.to_string().contains(&v));
     }
+    // `agenthook plugin list` from any host shows the version on every host.
+    let listed = hosts[1].cli(&["plugin", "list"]);
+    for h in ["a", "b", "c"] {
+        assert!(listed.contains(&format!("{h}=")), "{listed}");
+    }
+    assert!(!listed.contains("(not loaded)"), "{listed}");
     // Events sent to B and C run there too.
     let ids = spread(&hosts[1..], "deployed", 60).await;
     assert_eq!(ids.len(), 60);
