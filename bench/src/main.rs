@@ -17,6 +17,7 @@
 //! them in the order 1, 4, 2, 3, 5, 6, 7 since later ones use the rates of earlier ones.
 
 mod abuse;
+mod cluster;
 mod e2e;
 mod history;
 mod ingest;
@@ -47,6 +48,9 @@ scenarios (each row: agenthook, its baseline in the same run, the ratio):
   history    6. ingest rate with N events stored vs an empty store
   abuse      7. a well-behaved sender's p99 (200 ev/s) idle vs with 4,000 slow senders and vs
              64 CPU-spinning deliveries in flight; host RSS with the slow senders (issue 12)
+  cluster    8. the store on a 3-node NATS JetStream cluster (needs nats-server): one host's
+             ingest on NATS vs redb; one vs three hosts on one deployment (share, latency);
+             not part of `all`
 
 options (all scenarios but `overhead`):
   --quick                  every scenario in under 2 minutes: 1 s per point, c=64 only,
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         "memory" => suite::run("memory", &[Scenario::Memory], &rest),
         "history" => suite::run("history", &[Scenario::History], &rest),
         "abuse" => suite::run("abuse", &[Scenario::Abuse], &rest),
+        "cluster" => suite::run("cluster", &[Scenario::Cluster], &rest),
         // The yardstick of runtime work: its options and output lines stay as they are.
         "overhead" => overhead::run(&rest),
         // The baseline server process, started by `server::Server::plain`.

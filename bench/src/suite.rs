@@ -172,6 +172,8 @@ pub enum Scenario {
     Memory,
     History,
     Abuse,
+    /// Not in [`ALL`]: it needs `nats-server`.
+    Cluster,
 }
 
 pub const ALL: [Scenario; 7] = [
@@ -213,6 +215,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
                 Scenario::Memory => crate::memory::run(&mut suite).await?,
                 Scenario::History => crate::history::run(&mut suite).await?,
                 Scenario::Abuse => crate::abuse::run(&mut suite).await?,
+                Scenario::Cluster => crate::cluster::run(&mut suite).await?,
             }
         }
         anyhow::Ok(())
