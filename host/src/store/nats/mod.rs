@@ -46,6 +46,10 @@ use index::Index;
 /// and a host that starts later never sees the removed event at all.
 const GONE_MAX_AGE: Duration = Duration::from_secs(86_400);
 
+/// How much larger than asked the window of due deliveries is that each host picks its
+/// own part of (see `due`).
+const DUE_SPREAD: usize = 4;
+
 fn engine(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Engine(Box::new(e))
 }
@@ -409,8 +413,33 @@ impl Backend for NatsStore {
         r
     }
 
+    /// Hosts see the same queue: each takes a window of the oldest due deliveries a few
+    /// times larger than asked for and starts from its own pseudo-random part of it, so
+    /// hosts polling at once mostly lease different deliveries instead of racing for
+    /// the same ones (a lost race costs a round trip). Oldest first holds across
+    /// windows, not within one.
     async fn due(&self, plugin: &str, now_ms: u64, limit: usize) -> Result<DueBatch, StoreError> {
-        Ok(self.lock().due(plugin, now_ms, limit))
+        let mut batch = self
+            .lock()
+            .due(plugin, now_ms, limit.saturating_mul(DUE_SPREAD));
+        if batch.due.len() > limit {
+            let host = self.host.as_bytes();
+            batch.due.sort_by_cached_key(|&(_, id)| {
+                let mut h = sha2::Sha256::new();
+                h.update(host);
+                h.update(id.to_le_bytes());
+                let d = h.finalize();
+                u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
+            });
+            let dropped = batch.due.split_off(limit);
+            let first = dropped.iter().map(|&(at, _)| at).min();
+            batch.later = match (batch.later, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            batch.due.sort_unstable();
+        }
+        Ok(batch)
     }
 
     fn due_changed(&self) -> Arc<Notify> {
