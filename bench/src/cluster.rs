@@ -9,6 +9,12 @@
 //!   On one machine the hosts and the three NATS servers share its cores, so the total
 //!   cannot grow much here; the per-host share shows the work spreading.
 //!
+//! - Dedup: what each of JetStream's two dedup mechanisms costs per event, measured with
+//!   the client directly at c=64: a publish with `Nats-Msg-Id` (the server keeps every
+//!   id of the window in memory) vs the same publish plus a dedup-bucket read and a
+//!   create-if-absent (ids kept on disk, as long as the bucket's max age). The host uses
+//!   both: the bucket for the long window, the message id for copies racing each other.
+//!
 //! The NATS servers are real `nats-server` processes on loopback (Debian's package).
 
 use std::io::{BufRead, BufReader};
@@ -201,6 +207,91 @@ async fn shared_work(
     Ok((result, done_rate, shares))
 }
 
+/// Events/s and p50/p99 (ms) of `c` workers publishing unique events for `duration`,
+/// with the dedup bucket (read + create) or with the message id alone.
+async fn dedup_point(
+    nats: &Nats,
+    with_bucket: bool,
+    duration: Duration,
+    size: usize,
+) -> anyhow::Result<(f64, f64, f64, u64)> {
+    use async_nats::jetstream::{self, kv, stream};
+    let addrs = nats
+        .urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = async_nats::connect(addrs).await?;
+    let js = jetstream::new(client);
+    let tag = format!("dd{}{}", with_bucket as u8, agenthook::clock::now_ms());
+    js.create_stream(stream::Config {
+        name: format!("{tag}_events"),
+        subjects: vec![format!("{tag}.events")],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await?;
+    let bucket = format!("{tag}_dedup");
+    js.create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        num_replicas: 3,
+        discard: stream::DiscardPolicy::New,
+        max_age: Duration::from_secs(7 * 86_400),
+        ..Default::default()
+    })
+    .await?;
+    let dedup: kv::Store = js.get_key_value(&bucket).await?;
+    let body = bytes::Bytes::from(vec![b'x'; size]);
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..CONCURRENCY {
+        let (js, dedup, body, tag) = (js.clone(), dedup.clone(), body.clone(), tag.clone());
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let id = format!("{w:02}{n:012}");
+                let t = Instant::now();
+                if with_bucket && dedup.get(&id).await?.is_some() {
+                    continue;
+                }
+                let msg = jetstream::message::PublishMessage::build()
+                    .payload(body.clone())
+                    .message_id(&id);
+                js.send_publish(format!("{tag}.events"), msg).await?.await?;
+                if with_bucket {
+                    dedup.update(&id, "1".into(), 0).await?;
+                }
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(lat)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    let q = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok((
+        all.len() as f64 / elapsed,
+        q(0.5),
+        q(0.99),
+        all.len() as u64,
+    ))
+}
+
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let nats = Nats::start()?;
     let (duration, size) = (suite.opts.duration(), suite.opts.size);
@@ -241,6 +332,27 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
             vec!["errors".into(), r.errors.to_string(), n.errors.to_string(), String::new()],
         ],
         json: json!({ "redb": r.json(), "nats": n.json() }),
+    });
+
+    // Dedup: message id alone vs message id + bucket.
+    let msg_id = dedup_point(&nats, false, duration, size).await?;
+    let bucket = dedup_point(&nats, true, duration, size).await?;
+    suite.report.add(Section {
+        key: "cluster_dedup",
+        title: format!("8c. JetStream dedup per event, client direct, c={CONCURRENCY}, 3 nodes, replicas 3"),
+        notes: vec![
+            "`Nats-Msg-Id` only: the server remembers each id for the stream's duplicate window, in memory. + bucket: a read and a create-if-absent in a KV bucket whose max age is the dedup window (7 days by default), on disk.".into(),
+        ],
+        header: vec!["", "Nats-Msg-Id only", "+ dedup bucket", "bucket / msg-id"],
+        rows: vec![
+            vec!["events/s".into(), f(msg_id.0, 0), f(bucket.0, 0), ratio(bucket.0, msg_id.0)],
+            vec!["p50 ms".into(), f(msg_id.1, 2), f(bucket.1, 2), ratio(bucket.1, msg_id.1)],
+            vec!["p99 ms".into(), f(msg_id.2, 2), f(bucket.2, 2), ratio(bucket.2, msg_id.2)],
+        ],
+        json: json!({
+            "msg_id": { "rate_per_s": msg_id.0, "p50_ms": msg_id.1, "p99_ms": msg_id.2, "events": msg_id.3 },
+            "bucket": { "rate_per_s": bucket.0, "p50_ms": bucket.1, "p99_ms": bucket.2, "events": bucket.3 },
+        }),
     });
 
     // Shared work: 1 vs 3 hosts on one deployment.
