@@ -9,11 +9,22 @@ rustup target add wasm32-wasip2
 # The email tests talk to a real SMTP server process (tests/e2e/smtp_sink.py); the
 # metrics test parses /metrics with the Prometheus project's own Python parser.
 python3 -m pip install --quiet aiosmtpd prometheus-client
+# The console's browser test drives chromium with Playwright for Python (the system
+# chromium; Playwright downloads no browser). Without chromium that one test is skipped
+# with a notice, unless AGENTHOOK_REQUIRE_BROWSER is set (CI sets it).
+python3 -m pip install --quiet playwright
+# Python plugins (tests/e2e/python.rs, plugins/tally-py) are built with componentize-py;
+# the tests cache each built component in target/python-plugins by content hash.
+python3 -m pip install --quiet componentize-py==0.25.1
 # The NATS backend's tests start real nats-server processes (Debian's package, 2.9).
 command -v nats-server >/dev/null || { apt-get update && apt-get install -y nats-server; }
 cargo test --workspace "$@"
 if [ $# -eq 0 ]; then
     # The event path again with the store on NATS JetStream: one 3-node cluster on
-    # loopback, shared by these tests; then the multi-host cluster tests.
+    # loopback, shared by these tests.
     AGENTHOOK_TEST_STORE=nats cargo test --workspace --test e2e -- foundation:: delivery:: tools::
 fi
+# The example plugins' unit tests: the handlers run on the host target against
+# agenthook_sdk::testing (no wasm, no host).
+host_target="$(rustc -vV | sed -n 's/^host: //p')"
+cargo test --manifest-path plugins/Cargo.toml --target "$host_target" --target-dir target/plugins

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p agenthook-bench -- all [--quick] [--json PATH] [options]
-//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse [options]
+//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse|console [options]
 //! cargo run --release -p agenthook-bench -- overhead [--wasm PATH] [--iterations N]
 //! ```
 //!
@@ -13,11 +13,13 @@
 //! `agenthook` binary (built by the bench, `cargo build --release -p agenthook`) and a
 //! plain hyper server (`plain`, this binary in `plain-server` mode). The load generator
 //! (`load`) runs in this process, on the same cores. Scenarios: `ingest` (1), `e2e` (2),
-//! `overhead` (3), `latency` (4), `memory` (5), `history` (6), `abuse` (7); `all` runs
-//! them in the order 1, 4, 2, 3, 5, 6, 7 since later ones use the rates of earlier ones.
+//! `overhead` (3), `latency` (4), `memory` (5), `history` (6), `abuse` (7), `console`
+//! (8, on its own); `all` runs 1–7 in the order 1, 4, 2, 3, 5, 6, 7 since later ones use
+//! the rates of earlier ones.
 
 mod abuse;
 mod cluster;
+mod console;
 mod e2e;
 mod history;
 mod ingest;
@@ -46,9 +48,11 @@ scenarios (each row: agenthook, its baseline in the same run, the ratio):
   latency    4. ingest latency at 50% and 90% of the max rate, open loop (p50/p99/p99.9)
   memory     5. RSS of the agenthook process: idle, 100 plugins loaded, at max load
   history    6. ingest rate with N events stored vs an empty store
+  console    8. the web console's pages (events, dead letters, overview) with N events stored
+             vs the admin API's JSON for the same query (--events N, default 1000000)
   abuse      7. a well-behaved sender's p99 (200 ev/s) idle vs with 4,000 slow senders and vs
              64 CPU-spinning deliveries in flight; host RSS with the slow senders (issue 12)
-  cluster    8. the store on a 3-node NATS JetStream cluster (needs nats-server): one host's
+  cluster    9. the store on a 3-node NATS JetStream cluster (needs nats-server): one host's
              ingest on NATS vs redb; one vs three hosts on one deployment (share, latency);
              not part of `all`
 
@@ -58,7 +62,7 @@ options (all scenarios but `overhead`):
   --seconds N              measured seconds per load point (default 5; --quick 1)
   --size BYTES             event body size (default 1024)
   --concurrency 1,16,64    closed-loop concurrencies of `ingest` (default 1,16,64,256)
-  --events N               stored events for `history` (default 1000000)
+  --events N               stored events for `history` and `console` (default 1000000)
   --plugin-concurrency N   limits.max_concurrency of the no-op plugin in `e2e` (default 64)
   --repeats N              measurements of the points behind a ratio target (ingest at c=64,
                            history), alternating, median kept (default 3; --quick 1)
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         "history" => suite::run("history", &[Scenario::History], &rest),
         "abuse" => suite::run("abuse", &[Scenario::Abuse], &rest),
         "cluster" => suite::run("cluster", &[Scenario::Cluster], &rest),
+        "console" => suite::run("console", &[Scenario::Console], &rest),
         // The yardstick of runtime work: its options and output lines stay as they are.
         "overhead" => overhead::run(&rest),
         // The baseline server process, started by `server::Server::plain`.

@@ -17,7 +17,7 @@ use tokio::io::AsyncBufReadExt;
 use crate::load;
 
 /// The admin token every bench host is configured with.
-const ADMIN_TOKEN: &str = "bench";
+pub(crate) const ADMIN_TOKEN: &str = "bench";
 /// How long a server may take to print its ready line (100 plugins compile cold).
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -174,6 +174,8 @@ pub enum Scenario {
     Abuse,
     /// Not in [`ALL`]: it needs `nats-server`.
     Cluster,
+    /// Not in `all`: it fills its own store of a million events.
+    Console,
 }
 
 pub const ALL: [Scenario; 7] = [
@@ -216,6 +218,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
                 Scenario::History => crate::history::run(&mut suite).await?,
                 Scenario::Abuse => crate::abuse::run(&mut suite).await?,
                 Scenario::Cluster => crate::cluster::run(&mut suite).await?,
+                Scenario::Console => crate::console::run(&mut suite).await?,
             }
         }
         anyhow::Ok(())

@@ -257,12 +257,18 @@ impl Host {
             telemetry.deliveries.clone(),
             health.clone(),
         );
-        let admin = Arc::new(admin::Admin::new(
+        let mut admin = admin::Admin::new(
             self.admin_token.clone(),
             self.store.clone(),
             self.deployer.clone(),
             telemetry,
-        ));
+        );
+        // The console's test sender posts to ingress over loopback.
+        if let Ok(addr) = listeners.ingress.local_addr() {
+            admin = admin.with_test_sender(self.config.sources.clone(), addr);
+        }
+        let admin = Arc::new(admin);
+        let sampler_task = tokio::spawn(admin.clone().sample_status(stopped()));
         let janitor = store::Janitor::new(self.store.clone(), self.config.store.clone());
 
         let ingress_task = tokio::spawn(http::serve(
@@ -304,6 +310,7 @@ impl Host {
         let _ = watch_task.await;
         let _ = cluster_task.await;
         let _ = admin_task.await;
+        let _ = sampler_task.await;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use crate::HandlerError;
-use crate::bindings::agenthook::plugin::config as wit;
+use crate::abi::config as wit;
 
 /// The value for `key`, or `None` when the manifest does not set it.
 pub fn get(key: &str) -> Option<String> {

@@ -18,7 +18,7 @@
 //! ```
 
 use crate::ToolError;
-use crate::bindings::agenthook::plugin::email as wit;
+use crate::abi::email as wit;
 
 /// An email being built; pass it to [`send`].
 #[derive(Debug, Clone, PartialEq, Eq)]

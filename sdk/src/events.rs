@@ -18,7 +18,7 @@
 
 use serde::Serialize;
 
-use crate::bindings::agenthook::plugin::events as wit;
+use crate::abi::events as wit;
 use crate::{HandlerError, ToolError};
 
 /// Emit an event of `event_type` with `body` as JSON; returns the new event's host id.

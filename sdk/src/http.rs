@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::agenthook::plugin::http as wit;
+use crate::abi::http as wit;
 use crate::{HandlerError, ToolError};
 
 /// A request being built; [`Request::send`] sends it.

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::agenthook::plugin::kv as wit;
+use crate::abi::kv as wit;
 use crate::{HandlerError, ToolError};
 
 /// How many keys [`list`] asks the host for per call.
@@ -32,11 +32,7 @@ pub fn delete(key: &str) -> Result<bool, ToolError> {
 /// permanent error; tool errors convert as described on [`HandlerError`].
 pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>, HandlerError> {
     match get(key)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|err| {
-            HandlerError::permanent(format!(
-                "kv value under `{key}` is not the expected JSON: {err}"
-            ))
-        }),
+        Some(bytes) => parse_json(key, &bytes).map(Some),
         None => Ok(None),
     }
 }
@@ -46,6 +42,102 @@ pub fn set_json<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Handl
     let bytes = serde_json::to_vec(value)?;
     set(key, bytes)?;
     Ok(())
+}
+
+/// A value and its version: a number that changes on every write of the key and never
+/// repeats for it, even after the key is deleted and written again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The stored bytes.
+    pub value: Vec<u8>,
+    /// The version to pass to [`compare_and_swap`].
+    pub version: u64,
+}
+
+/// What [`compare_and_swap`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The value was written; its new version.
+    Swapped(u64),
+    /// The key was not at the expected version and nothing was written: what it holds
+    /// now (`None` when it does not exist).
+    Conflict(Option<Versioned>),
+}
+
+/// How many times [`update_json`] recomputes before it gives up with a retry.
+const UPDATE_ATTEMPTS: u32 = 64;
+
+/// The value under `key` with its version, if any.
+pub fn get_versioned(key: &str) -> Result<Option<Versioned>, ToolError> {
+    wit::get_versioned(key)
+        .map(|found| found.map(versioned))
+        .map_err(ToolError::from)
+}
+
+/// Write `value` under `key` only if the key is at `expected` — or, with `None`, only if
+/// it does not exist. Atomic: no other write of the key comes between the check and the
+/// write.
+pub fn compare_and_swap(
+    key: &str,
+    expected: Option<u64>,
+    value: impl AsRef<[u8]>,
+) -> Result<Swap, ToolError> {
+    match wit::compare_and_swap(key, expected, value.as_ref()).map_err(ToolError::from)? {
+        wit::SwapOutcome::Swapped(version) => Ok(Swap::Swapped(version)),
+        wit::SwapOutcome::Conflict(current) => Ok(Swap::Conflict(current.map(versioned))),
+    }
+}
+
+/// Atomically add `delta` to the integer under `key` (a missing key counts as 0) and
+/// return the new value. The value is stored as decimal text, so [`get_json`] reads it
+/// as a number. A value that is not an integer, or an overflow, is
+/// [`ToolError::Invalid`] and changes nothing.
+pub fn increment(key: &str, delta: i64) -> Result<i64, ToolError> {
+    wit::increment(key, delta).map_err(ToolError::from)
+}
+
+/// Read the JSON value under `key`, compute its replacement with `f` (given `None` when
+/// the key does not exist), and write it only if no one else wrote the key in between
+/// — otherwise read again and recompute. Returns the value written. Concurrent
+/// deliveries updating one key never lose each other's update.
+///
+/// `f` may run more than once, so it must not have effects of its own. After 64
+/// conflicts in a row the delivery is retried later.
+pub fn update_json<T, F>(key: &str, mut f: F) -> Result<T, HandlerError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut(Option<T>) -> Result<T, HandlerError>,
+{
+    let mut current = get_versioned(key)?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let (old, expected) = match current {
+            Some(v) => (Some(parse_json::<T>(key, &v.value)?), Some(v.version)),
+            None => (None, None),
+        };
+        let new = f(old)?;
+        match compare_and_swap(key, expected, serde_json::to_vec(&new)?)? {
+            Swap::Swapped(_) => return Ok(new),
+            Swap::Conflict(now) => current = now,
+        }
+    }
+    Err(HandlerError::retry(format!(
+        "kv key `{key}` kept changing under {UPDATE_ATTEMPTS} updates in a row"
+    )))
+}
+
+fn versioned(v: wit::Versioned) -> Versioned {
+    Versioned {
+        value: v.value,
+        version: v.version,
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, HandlerError> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        HandlerError::permanent(format!(
+            "kv value under `{key}` is not the expected JSON: {err}"
+        ))
+    })
 }
 
 /// One page of keys that start with `prefix`, in order: up to `limit` keys, strictly

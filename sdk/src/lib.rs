@@ -68,9 +68,16 @@
 //! at once. Tool calls return [`ToolError`], which converts with `?`: a denied or invalid
 //! call is permanent, a limited or failed one is retried. A panic traps the instance,
 //! which the host treats as a retryable failure.
+//!
+//! # Testing a handler without a host
+//!
+//! With the `testing` feature (as a dev-dependency), [`testing`] runs the same handler
+//! under `cargo test` on the machine's own target: in-memory kv, scripted HTTP
+//! responses, recorded emails, emits and logs, config values and an event builder.
 
 #![deny(missing_docs)]
 
+mod abi;
 pub mod config;
 pub mod email;
 mod error;
@@ -79,6 +86,8 @@ pub mod events;
 pub mod http;
 pub mod kv;
 pub mod log;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{HandlerError, ToolError};
 pub use event::Event;

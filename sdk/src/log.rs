@@ -3,7 +3,7 @@
 //! Each function writes one line at its level. The [`info!`](crate::info) family of
 //! macros does the same with `format!` arguments.
 
-use crate::bindings::agenthook::plugin::log::{Level, write};
+use crate::abi::log::{Level, write};
 
 /// Write one line at trace level.
 pub fn trace(message: impl AsRef<str>) {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use agenthook::store::{
     Attempt, Backend, CommitStats, Counts, Delivery, DueBatch, EventFilter, EventId, EventPage,
-    Ingested, KvEntry, NewEvent, Next, PassReport, Refusal, Retention, Store, StoreError,
-    StoredEvent,
+    Increment, Ingested, KvEntry, NewEvent, Next, PassReport, Refusal, Retention, Store,
+    StoreError, StoredEvent, Swap, Versioned,
 };
 use serde_json::json;
 use tokio::sync::Notify;
@@ -134,6 +134,32 @@ impl Backend for Faulty {
     }
     async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError> {
         self.inner.kv_delete(plugin, key).await
+    }
+    async fn kv_get_versioned(
+        &self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<Versioned>, StoreError> {
+        self.inner.kv_get_versioned(plugin, key).await
+    }
+    async fn kv_compare_and_swap(
+        &self,
+        plugin: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<Swap, StoreError> {
+        self.inner
+            .kv_compare_and_swap(plugin, key, expected, value)
+            .await
+    }
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<Increment, StoreError> {
+        self.inner.kv_increment(plugin, key, delta).await
     }
     async fn kv_list(
         &self,

@@ -3,6 +3,8 @@
 //! dir and real plugin components built from `plugins/`.
 
 mod cluster;
+mod compat;
+mod console;
 mod delivery;
 mod faults;
 mod foundation;
@@ -12,6 +14,9 @@ mod ingress_bounds;
 mod lifecycle;
 mod nats;
 mod observability;
+mod python;
+mod python_build;
+mod scaffold;
 mod secrets;
 mod senders;
 mod servers;

@@ -2,9 +2,11 @@
 //! attempts, the loaded plugins and their kv. Every route needs the bearer token.
 //!
 //! Read-only over the store and registry; it never changes what ingress stored.
+//! The web console (`/ui`, in `ui/`) is served here too, behind its own sign-in.
 
 mod plugins;
 pub mod status;
+mod ui;
 
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ pub struct Admin {
     /// `/metrics` and `/admin/v1/status`.
     telemetry: metrics::Sources,
     metrics: metrics::Metrics,
+    /// The web console's sessions, chart history and test-event sender.
+    console: ui::Console,
 }
 
 impl Admin {
@@ -53,8 +57,27 @@ impl Admin {
             registry: deployer.registry().clone(),
             deployer,
             metrics: metrics::Metrics::new(&telemetry),
+            console: ui::Console::new(),
             telemetry,
         }
+    }
+
+    /// Let the console's "Send a test event" page sign for these sources and post to
+    /// the ingress listener at `ingress` (without it, the page says it is unavailable).
+    pub fn with_test_sender(
+        mut self,
+        sources: std::collections::BTreeMap<String, crate::config::SourceConfig>,
+        ingress: std::net::SocketAddr,
+    ) -> Self {
+        self.console.set_sender(sources, ingress);
+        self
+    }
+
+    /// Keep the last minutes of the status for the console's charts, until `stop`
+    /// resolves. The host runs it beside the admin listener and awaits it before
+    /// closing the store.
+    pub async fn sample_status(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        ui::sample(&self, stop).await;
     }
 
     fn authorized(&self, req: &Request) -> bool {
@@ -68,6 +91,10 @@ impl Admin {
     }
 
     pub async fn handle(self: Arc<Self>, req: Request) -> Response<Body> {
+        let path = req.uri().path();
+        if path == "/ui" || path.starts_with("/ui/") {
+            return ui::handle(self, req).await;
+        }
         if !self.authorized(&req) {
             let mut resp = web::error(
                 StatusCode::UNAUTHORIZED,
@@ -347,7 +374,17 @@ impl Admin {
             ));
         }
 
-        // (event, plugin) pairs to act on.
+        let targets = self.dlq_targets(&filter, ids).await?;
+        self.dlq_apply(action, targets).await
+    }
+
+    /// The dead (event, plugin) pairs that `filter` selects, among the events `ids`
+    /// when given, else among all stored events (paged through, newest first).
+    async fn dlq_targets(
+        &self,
+        filter: &EventFilter,
+        ids: Option<Vec<u64>>,
+    ) -> Result<Vec<(u64, String)>, ApiError> {
         let mut targets: Vec<(u64, String)> = Vec::new();
         match ids {
             Some(ids) => {
@@ -364,7 +401,7 @@ impl Admin {
                 loop {
                     let page = self
                         .store
-                        .list_events(&filter, before, MAX_PAGE, SCAN_LIMIT)
+                        .list_events(filter, before, MAX_PAGE, SCAN_LIMIT)
                         .await
                         .map_err(ApiError::store)?;
                     for (id, _, ds) in &page.events {
@@ -381,7 +418,15 @@ impl Admin {
                 }
             }
         }
+        Ok(targets)
+    }
 
+    /// Replay (only if still dead) or purge these dead deliveries.
+    async fn dlq_apply(
+        &self,
+        action: DlqAction,
+        targets: Vec<(u64, String)>,
+    ) -> Result<Value, ApiError> {
         match action {
             DlqAction::Replay => {
                 let mut replayed = 0;

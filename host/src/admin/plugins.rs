@@ -113,6 +113,18 @@ impl Admin {
     ) -> Result<(StatusCode, Value), PluginApiError> {
         validate_name(name).map_err(|m| PluginApiError::bad("bad_request", m))?;
         let (manifest, wasm) = read_deploy_body(req).await?;
+        self.deploy_parts(name, manifest, wasm).await
+    }
+
+    /// Validate and deploy a plugin from its manifest text and component bytes (the
+    /// API's `PUT` and the console's upload). A refused deploy is 422 with the reason.
+    pub(super) async fn deploy_parts(
+        &self,
+        name: &str,
+        manifest: String,
+        wasm: Vec<u8>,
+    ) -> Result<(StatusCode, Value), PluginApiError> {
+        validate_name(name).map_err(|m| PluginApiError::bad("bad_request", m))?;
         let deployed = self
             .deployer
             .deploy(name, manifest, wasm)
@@ -155,7 +167,10 @@ impl Admin {
         ))
     }
 
-    async fn remove_plugin(&self, name: &str) -> Result<(StatusCode, Value), PluginApiError> {
+    pub(super) async fn remove_plugin(
+        &self,
+        name: &str,
+    ) -> Result<(StatusCode, Value), PluginApiError> {
         let removed = self.deployer.remove(name).await.map_err(|e| {
             PluginApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,7 +191,7 @@ impl Admin {
 }
 
 /// One plugin as the admin API shows it.
-fn plugin_view(p: &Plugin) -> Value {
+pub(super) fn plugin_view(p: &Plugin) -> Value {
     let m = &p.manifest;
     let s = &p.compiled.stats;
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -283,7 +298,11 @@ fn not_loaded(name: &str) -> PluginApiError {
 }
 
 /// An error answer: status, machine-readable reason, message.
-struct PluginApiError(StatusCode, &'static str, String);
+pub(super) struct PluginApiError(
+    pub(super) StatusCode,
+    pub(super) &'static str,
+    pub(super) String,
+);
 
 impl PluginApiError {
     fn bad(reason: &'static str, message: impl Into<String>) -> Self {

@@ -142,9 +142,74 @@ impl Drop for Runtime {
     }
 }
 
+/// A compiled, linked plugin ready to instantiate, by the ABI version it was built
+/// against.
+enum Pre {
+    /// `agenthook:plugin@0.2.x`, the current version.
+    Current(wit::HandlerPre<Invocation>),
+    /// `agenthook:plugin@0.1.x`: its tool calls are adapted (`tools::compat`).
+    V0_1(wit::v0_1::HandlerPre<Invocation>),
+}
+
+impl Pre {
+    async fn instantiate(&self, store: &mut Store<Invocation>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::Current(pre) => Instance::Current(pre.instantiate_async(store).await?),
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+enum Instance {
+    Current(wit::Handler),
+    V0_1(wit::v0_1::Handler),
+}
+
+impl Instance {
+    async fn handle(
+        &self,
+        store: &mut Store<Invocation>,
+        event: WitEvent,
+    ) -> wasmtime::Result<Result<(), HandlerError>> {
+        match self {
+            Instance::Current(h) => h.call_handle(store, &event).await,
+            Instance::V0_1(h) => Ok(h
+                .call_handle(store, &event.into())
+                .await?
+                .map_err(Into::into)),
+        }
+    }
+}
+
+/// The `agenthook:plugin` ABI version a component imports (`0.1` or `0.2`), from the
+/// names of its imports; None when it imports no versioned agenthook interface.
+fn abi_version(component: &Component, engine: &Engine) -> Result<Option<String>, LoadError> {
+    let mut found: Option<String> = None;
+    for (name, _) in component.component_type().imports(engine) {
+        let Some(rest) = name.strip_prefix(wit::v0_1::PACKAGE_PREFIX) else {
+            continue;
+        };
+        let Some((_, version)) = rest.split_once('@') else {
+            continue;
+        };
+        let minor = version.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
+        match &found {
+            Some(seen) if *seen != minor => {
+                return Err(LoadError::Imports(wasmtime::Error::msg(format!(
+                    "the component imports agenthook:plugin at two versions ({seen} and {minor}); build it against one"
+                ))));
+            }
+            _ => found = Some(minor),
+        }
+    }
+    Ok(found)
+}
+
 /// A compiled, linked plugin ready to instantiate.
 pub struct CompiledPlugin {
-    pre: wit::HandlerPre<Invocation>,
+    pre: Pre,
+    /// The `agenthook:plugin` version the component was built against (`0.1`, `0.2`).
+    pub abi: &'static str,
     /// Hex SHA-256 of the component bytes: the plugin version recorded with attempts.
     pub version: String,
     /// Whether the code came from the compile cache, and how long loading took.
@@ -310,6 +375,7 @@ impl Runtime {
         let mut linker = Linker::<Invocation>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wit::Handler::add_to_linker::<_, HasSelf<Tools>>(&mut linker, |s| &mut s.tools)?;
+        wit::v0_1::Handler::add_to_linker::<_, HasSelf<Tools>>(&mut linker, |s| &mut s.tools)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (ticker_engine, stop) = (engine.clone(), stop_ticker.clone());
@@ -371,13 +437,24 @@ impl Runtime {
             None => Component::new(&self.engine, wasm).map(|c| (c, cache::Origin::Compiled)),
         }
         .map_err(LoadError::Compile)?;
+        let abi = abi_version(&component, &self.engine)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(LoadError::Imports)?;
-        let pre = wit::HandlerPre::new(pre).map_err(LoadError::Exports)?;
+        let (pre, abi) = match abi.as_deref() {
+            Some("0.1") => (
+                Pre::V0_1(wit::v0_1::HandlerPre::new(pre).map_err(LoadError::Exports)?),
+                "0.1",
+            ),
+            _ => (
+                Pre::Current(wit::HandlerPre::new(pre).map_err(LoadError::Exports)?),
+                "0.2",
+            ),
+        };
         Ok(CompiledPlugin {
             pre,
+            abi,
             version,
             origin,
             load_time: started.elapsed(),
@@ -396,7 +473,7 @@ impl Runtime {
     ) -> Result<(), LoadError> {
         let mut store = self.new_store(manifest, tools, WasiCtx::builder().build());
         let timeout = Duration::from_millis(manifest.limits.timeout_ms);
-        match tokio::time::timeout(timeout, plugin.pre.instantiate_async(&mut store)).await {
+        match tokio::time::timeout(timeout, plugin.pre.instantiate(&mut store)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(LoadError::Instantiate(classify_trap(
                 &e,
@@ -468,8 +545,8 @@ impl Runtime {
         let mut store = self.new_store(manifest, tools, wasi);
 
         let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_handle(&mut store, &event).await
+            let instance = plugin.pre.instantiate(&mut store).await?;
+            instance.handle(&mut store, event).await
         };
         let result = tokio::time::timeout(timeout, run).await;
         let counter = |c: &AtomicU64| {

@@ -120,9 +120,38 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     // ---- each plugin's private kv space ----
 
     async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Store a value, giving the key a new version.
     async fn kv_set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError>;
-    /// Remove a key; true when it existed.
+    /// Remove a key (and its version); true when it existed.
     async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError>;
+    /// A key's value and its version: a number that changes on every write of the key
+    /// (`kv_set`, a swap, an increment) and never repeats for it, even after a delete.
+    /// Versions need not be consecutive (a store-wide sequence, a stream revision).
+    async fn kv_get_versioned(
+        &self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<Versioned>, StoreError>;
+    /// Atomically: if the key is at version `expected` (or, with `None`, does not
+    /// exist), store `value` under a new version and return it; otherwise write
+    /// nothing and return what the key holds now. Durable when it returns `Swapped`.
+    async fn kv_compare_and_swap(
+        &self,
+        plugin: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<Swap, StoreError>;
+    /// Atomically add `delta` to the integer stored under the key as decimal ASCII text
+    /// (optionally signed; a missing key counts as 0), store the sum the same way under
+    /// a new version and return it. A value that is not such an integer, or a sum
+    /// outside `i64`, writes nothing.
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<Increment, StoreError>;
     /// Up to `limit` keys of `plugin` that start with `prefix`, strictly after
     /// `start_after` when given, with their values when `values` is set.
     async fn kv_list(

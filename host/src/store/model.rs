@@ -203,6 +203,35 @@ impl EventFilter {
 /// A kv key and, when asked for, its value.
 pub type KvEntry = (String, Option<Vec<u8>>);
 
+/// A kv value and its version: a number that changes on every write of the key and
+/// never repeats for it, even after a delete (0 only for a value written before the
+/// store kept versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+/// What [`super::Backend::kv_compare_and_swap`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The value was written; its new version.
+    Swapped(u64),
+    /// The key was not at the expected version and nothing was written; what it holds.
+    Conflict(Option<Versioned>),
+}
+
+/// What [`super::Backend::kv_increment`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Increment {
+    /// The sum was stored (as decimal ASCII text); the new value.
+    Done(i64),
+    /// The stored value is not a decimal integer; nothing was written.
+    NotAnInteger,
+    /// The sum overflows `i64`; nothing was written.
+    Overflow,
+}
+
 /// How many deliveries of one plugin are in each state but `done`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {

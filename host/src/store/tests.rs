@@ -486,6 +486,172 @@ async fn a_held_lease_hides_its_delivery_until_it_runs_out_then_the_lost_attempt
     );
 }
 
+async fn kv_versions_change_on_every_write_and_never_repeat(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
+    assert_eq!(store.kv_get_versioned("p", "k").await.unwrap(), None);
+    store.kv_set("p", "k", b"a".to_vec()).await.unwrap();
+    let v1 = store.kv_get_versioned("p", "k").await.unwrap().unwrap();
+    assert_eq!(v1.value, b"a");
+    store.kv_set("p", "k", b"a".to_vec()).await.unwrap();
+    let v2 = store.kv_get_versioned("p", "k").await.unwrap().unwrap();
+    assert_ne!(
+        v1.version, v2.version,
+        "a rewrite of the same value is a new version"
+    );
+    // Delete and write again: the old versions never come back (no ABA).
+    assert!(store.kv_delete("p", "k").await.unwrap());
+    assert_eq!(store.kv_get_versioned("p", "k").await.unwrap(), None);
+    store.kv_set("p", "k", b"a".to_vec()).await.unwrap();
+    let v3 = store.kv_get_versioned("p", "k").await.unwrap().unwrap();
+    assert!(![v1.version, v2.version].contains(&v3.version));
+    assert_eq!(
+        store
+            .kv_compare_and_swap("p", "k", Some(v1.version), b"stale".to_vec())
+            .await
+            .unwrap(),
+        Swap::Conflict(Some(v3.clone()))
+    );
+    // Versions survive a reopen.
+    store.close().await;
+    let store = fx.open(&StoreConfig::default()).await;
+    assert_eq!(store.kv_get_versioned("p", "k").await.unwrap(), Some(v3));
+    store.close().await;
+}
+
+async fn kv_compare_and_swap_writes_only_at_the_expected_version(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
+    // Expecting absence: the first create wins, the second sees the first's value.
+    let Swap::Swapped(v1) = store
+        .kv_compare_and_swap("p", "k", None, b"one".to_vec())
+        .await
+        .unwrap()
+    else {
+        panic!("create on an absent key must swap")
+    };
+    assert_eq!(
+        store
+            .kv_compare_and_swap("p", "k", None, b"again".to_vec())
+            .await
+            .unwrap(),
+        Swap::Conflict(Some(Versioned {
+            value: b"one".to_vec(),
+            version: v1
+        }))
+    );
+    let Swap::Swapped(v2) = store
+        .kv_compare_and_swap("p", "k", Some(v1), b"two".to_vec())
+        .await
+        .unwrap()
+    else {
+        panic!("swap at the current version must succeed")
+    };
+    assert_ne!(v1, v2);
+    assert_eq!(store.kv_get("p", "k").await.unwrap().unwrap(), b"two");
+    // A stale version writes nothing.
+    assert!(matches!(
+        store
+            .kv_compare_and_swap("p", "k", Some(v1), b"lost".to_vec())
+            .await
+            .unwrap(),
+        Swap::Conflict(Some(Versioned { version, .. })) if version == v2
+    ));
+    assert_eq!(store.kv_get("p", "k").await.unwrap().unwrap(), b"two");
+    // Expecting a version of a key that does not exist is a conflict with nothing.
+    assert_eq!(
+        store
+            .kv_compare_and_swap("p", "absent", Some(v2), b"x".to_vec())
+            .await
+            .unwrap(),
+        Swap::Conflict(None)
+    );
+    assert_eq!(store.kv_get("p", "absent").await.unwrap(), None);
+    // Plugins' spaces stay apart: the same key elsewhere is absent.
+    assert_eq!(store.kv_get_versioned("q", "k").await.unwrap(), None);
+    store.close().await;
+}
+
+async fn kv_increment_adds_atomically_and_refuses_what_is_not_a_counter(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
+    assert_eq!(
+        store.kv_increment("p", "n", 5).await.unwrap(),
+        Increment::Done(5)
+    );
+    assert_eq!(
+        store.kv_increment("p", "n", -7).await.unwrap(),
+        Increment::Done(-2)
+    );
+    assert_eq!(store.kv_get("p", "n").await.unwrap().unwrap(), b"-2");
+    // Many concurrent increments of one key: none is lost.
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.kv_increment("p", "c", 3).await
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        let Increment::Done(n) = t.await.unwrap().unwrap() else {
+            panic!("increment refused")
+        };
+        seen.push(n);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=200).map(|i| i * 3).collect::<Vec<i64>>());
+    assert_eq!(store.kv_get("p", "c").await.unwrap().unwrap(), b"600");
+    // Not a counter, or overflow: refused, the value untouched.
+    store.kv_set("p", "s", b"{\"a\":1}".to_vec()).await.unwrap();
+    assert_eq!(
+        store.kv_increment("p", "s", 1).await.unwrap(),
+        Increment::NotAnInteger
+    );
+    assert_eq!(store.kv_get("p", "s").await.unwrap().unwrap(), b"{\"a\":1}");
+    store
+        .kv_set("p", "m", i64::MAX.to_string().into_bytes())
+        .await
+        .unwrap();
+    let before = store.kv_get_versioned("p", "m").await.unwrap();
+    assert_eq!(
+        store.kv_increment("p", "m", 1).await.unwrap(),
+        Increment::Overflow
+    );
+    assert_eq!(store.kv_get_versioned("p", "m").await.unwrap(), before);
+    store.close().await;
+}
+
+async fn kv_concurrent_compare_and_swap_loses_no_update(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let current = store.kv_get_versioned("p", "total").await.unwrap();
+                let (n, expected) = match current {
+                    Some(v) => (
+                        String::from_utf8(v.value).unwrap().parse::<u64>().unwrap(),
+                        Some(v.version),
+                    ),
+                    None => (0, None),
+                };
+                let next = (n + 1).to_string().into_bytes();
+                if let Swap::Swapped(_) = store
+                    .kv_compare_and_swap("p", "total", expected, next)
+                    .await
+                    .unwrap()
+                {
+                    break;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.kv_get("p", "total").await.unwrap().unwrap(), b"50");
+    store.close().await;
+}
+
 /// Each conformance test, once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -512,5 +678,9 @@ conformance!(
     concurrent_ingests_share_commits_and_all_land,
     a_pass_removes_finished_events_and_old_dedup_keys_only,
     leases_left_by_a_stopped_host_are_reclaimed_at_open,
-    a_held_lease_hides_its_delivery_until_it_runs_out_then_the_lost_attempt_is_recorded
+    a_held_lease_hides_its_delivery_until_it_runs_out_then_the_lost_attempt_is_recorded,
+    kv_versions_change_on_every_write_and_never_repeat,
+    kv_compare_and_swap_writes_only_at_the_expected_version,
+    kv_increment_adds_atomically_and_refuses_what_is_not_a_counter,
+    kv_concurrent_compare_and_swap_loses_no_update
 );

@@ -3,8 +3,8 @@
 //! never name another's keys.
 
 use super::Tools;
-use crate::store::StoreError;
-use crate::wit::agenthook::plugin::kv::Host;
+use crate::store::{Increment, StoreError, Swap};
+use crate::wit::agenthook::plugin::kv::{Host, SwapOutcome, Versioned};
 use crate::wit::agenthook::plugin::types::ToolError;
 
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -33,6 +33,27 @@ impl Tools {
         }
         Ok(())
     }
+
+    fn kv_value_allowed(&mut self, key: &str, value: &[u8]) -> Result<(), ToolError> {
+        self.kv_allowed(key)?;
+        if key.is_empty() {
+            return Err(ToolError::Invalid("key is empty".into()));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(ToolError::Invalid(format!(
+                "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn versioned(v: crate::store::Versioned) -> Versioned {
+    Versioned {
+        value: v.value,
+        version: v.version,
+    }
 }
 
 impl Host for Tools {
@@ -47,16 +68,7 @@ impl Host for Tools {
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), ToolError> {
         let result: Result<_, ToolError> = async {
-            self.kv_allowed(&key)?;
-            if key.is_empty() {
-                return Err(ToolError::Invalid("key is empty".into()));
-            }
-            if value.len() > MAX_VALUE_BYTES {
-                return Err(ToolError::Invalid(format!(
-                    "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
-                    value.len()
-                )));
-            }
+            self.kv_value_allowed(&key, &value)?;
             Ok(self.store()?.kv_set(&self.plugin, &key, value).await?)
         }
         .await;
@@ -89,5 +101,57 @@ impl Host for Tools {
         }
         .await;
         self.tally("kv.list-keys", result)
+    }
+
+    async fn get_versioned(&mut self, key: String) -> Result<Option<Versioned>, ToolError> {
+        let result: Result<_, ToolError> = async {
+            self.kv_allowed(&key)?;
+            let found = self.store()?.kv_get_versioned(&self.plugin, &key).await?;
+            Ok(found.map(versioned))
+        }
+        .await;
+        self.tally("kv.get-versioned", result)
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected_version: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<SwapOutcome, ToolError> {
+        let result: Result<_, ToolError> = async {
+            self.kv_value_allowed(&key, &value)?;
+            let swap = self
+                .store()?
+                .kv_compare_and_swap(&self.plugin, &key, expected_version, value)
+                .await?;
+            Ok(match swap {
+                Swap::Swapped(version) => SwapOutcome::Swapped(version),
+                Swap::Conflict(current) => SwapOutcome::Conflict(current.map(versioned)),
+            })
+        }
+        .await;
+        self.tally("kv.compare-and-swap", result)
+    }
+
+    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, ToolError> {
+        let result: Result<_, ToolError> = async {
+            self.kv_value_allowed(&key, b"")?;
+            match self
+                .store()?
+                .kv_increment(&self.plugin, &key, delta)
+                .await?
+            {
+                Increment::Done(n) => Ok(n),
+                Increment::NotAnInteger => Err(ToolError::Invalid(format!(
+                    "the value of `{key}` is not a decimal integer; increment leaves it unchanged"
+                ))),
+                Increment::Overflow => Err(ToolError::Invalid(format!(
+                    "adding {delta} to `{key}` overflows a signed 64-bit integer; the value is unchanged"
+                ))),
+            }
+        }
+        .await;
+        self.tally("kv.increment", result)
     }
 }

@@ -5,6 +5,7 @@
 //! manifest does not grant with `tool-error.denied` naming the missing grant — never a
 //! trap. Tools see only this plugin's grants, config values and kv space.
 
+mod compat;
 mod config;
 mod email;
 mod emit;

@@ -133,3 +133,79 @@ fn query_escape(s: &str) -> String {
 }
 
 agenthook_sdk::plugin!(handle);
+
+#[cfg(test)]
+mod tests {
+    use agenthook_sdk::testing::{self, Reply, TestHost};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const ENRICH: &str = "https://enrich.test/v1/lookup";
+
+    fn submission(email: &str, message: &str) -> Event {
+        testing::event("form.submitted")
+            .json(&json!({"submission_id": "s1", "email": email, "name": "Bo", "message": message}))
+            .build()
+    }
+
+    #[test]
+    fn an_enriched_buying_lead_is_hot_and_emitted() {
+        let host = TestHost::new().config("enrich_url", ENRICH);
+        host.respond(
+            "GET",
+            &format!("{ENRICH}?email=bo%40bigco.com"),
+            Reply::json(
+                200,
+                &json!({"company": {"name": "BigCo", "employees": 5000}}),
+            ),
+        );
+        handle(submission("bo@bigco.com", "Pricing for 40 seats?")).unwrap();
+        let emits = host.emits();
+        assert_eq!(emits.len(), 1);
+        assert_eq!(emits[0].event_type, "lead.scored");
+        let lead: Value = emits[0].body();
+        assert_eq!(lead["tier"], "hot");
+        assert_eq!(lead["score"], 90);
+        assert_eq!(lead["company"]["name"], "BigCo");
+    }
+
+    #[test]
+    fn an_unknown_company_is_scored_without_enrichment() {
+        let host = TestHost::new().config("enrich_url", ENRICH);
+        host.respond(
+            "GET",
+            &format!("{ENRICH}?email=x%40gmail.com"),
+            Reply::status(404),
+        );
+        handle(submission("x@gmail.com", "hello")).unwrap();
+        let lead: Value = host.emits()[0].body();
+        assert_eq!(
+            (lead["tier"].as_str(), lead["score"].as_u64()),
+            (Some("cold"), Some(0))
+        );
+    }
+
+    #[test]
+    fn a_failing_enrichment_api_is_retried_and_emits_nothing() {
+        let host = TestHost::new().config("enrich_url", ENRICH);
+        host.respond(
+            "GET",
+            &format!("{ENRICH}?email=bo%40bigco.com"),
+            Reply::status(500),
+        );
+        assert!(
+            handle(submission("bo@bigco.com", ""))
+                .unwrap_err()
+                .is_retry()
+        );
+        assert!(host.emits().is_empty());
+    }
+
+    #[test]
+    fn without_enrich_url_the_delivery_fails_permanently() {
+        let _host = TestHost::new();
+        let err = handle(submission("bo@bigco.com", "")).unwrap_err();
+        assert!(!err.is_retry(), "{err}");
+    }
+}

@@ -117,3 +117,94 @@ fn format_amount(minor: u64, currency: &str) -> String {
 }
 
 agenthook_sdk::plugin!(handle);
+
+#[cfg(test)]
+mod tests {
+    use agenthook_sdk::testing::{self, Reply, TestHost, Tool};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const CUSTOMERS: &str = "https://api.stripe.test/v1/customers";
+
+    fn succeeded(intent: &str, customer: Option<&str>) -> Event {
+        testing::event("payment_intent.succeeded")
+            .json(&json!({"data": {"object": {
+                "id": intent, "amount": 2599, "currency": "usd",
+                "customer": customer, "description": "2 seats"
+            }}}))
+            .build()
+    }
+
+    fn host() -> TestHost {
+        TestHost::new()
+            .config("customers_url", CUSTOMERS)
+            .config("reply_to", "billing@example.com")
+    }
+
+    #[test]
+    fn fetches_the_customer_mails_a_receipt_and_records_it() {
+        let host = host();
+        host.respond(
+            "GET",
+            &format!("{CUSTOMERS}/cus_1"),
+            Reply::json(200, &json!({"email": "ada@example.com", "name": "Ada"})),
+        );
+        handle(succeeded("pi_1", Some("cus_1"))).unwrap();
+
+        assert_eq!(
+            host.requests()[0].headers,
+            [("accept".into(), "application/json".into())]
+        );
+        let mail = &host.emails()[0];
+        assert_eq!(mail.to, ["ada@example.com"]);
+        assert_eq!(mail.subject, "Receipt: 25.99 USD paid");
+        assert!(mail.text.contains("Hi Ada") && mail.text.contains("2 seats"));
+        assert_eq!(mail.reply_to.as_deref(), Some("billing@example.com"));
+        let receipt: Value = host.kv_json("receipt/pi_1").unwrap();
+        assert_eq!(receipt["message_id"], mail.message_id.as_str());
+
+        // Sent again (a replay): the recorded receipt stops a second email.
+        handle(succeeded("pi_1", Some("cus_1"))).unwrap();
+        assert_eq!(host.emails().len(), 1);
+        assert_eq!(host.requests().len(), 1);
+    }
+
+    #[test]
+    fn an_api_outage_is_retried_and_sends_nothing() {
+        let host = host();
+        host.respond("GET", &format!("{CUSTOMERS}/cus_1"), Reply::status(503));
+        let err = handle(succeeded("pi_1", Some("cus_1"))).unwrap_err();
+        assert!(err.is_retry(), "{err}");
+        assert!(host.emails().is_empty());
+        assert_eq!(host.kv("receipt/pi_1"), None);
+    }
+
+    #[test]
+    fn no_customer_or_no_email_means_no_receipt() {
+        let host = host();
+        handle(succeeded("pi_1", None)).unwrap();
+        host.respond(
+            "GET",
+            &format!("{CUSTOMERS}/cus_2"),
+            Reply::json(200, &json!({"name": "No Mail"})),
+        );
+        handle(succeeded("pi_2", Some("cus_2"))).unwrap();
+        assert!(host.emails().is_empty());
+        assert!(host.logged("has no email"));
+    }
+
+    #[test]
+    fn a_withheld_email_grant_is_a_permanent_failure() {
+        let host = host().deny(Tool::Email);
+        host.respond(
+            "GET",
+            &format!("{CUSTOMERS}/cus_1"),
+            Reply::json(200, &json!({"email": "ada@example.com"})),
+        );
+        let err = handle(succeeded("pi_1", Some("cus_1"))).unwrap_err();
+        assert!(!err.is_retry());
+        assert!(err.reason().contains("grants.email"), "{err}");
+        assert_eq!(host.kv("receipt/pi_1"), None);
+    }
+}

@@ -17,6 +17,8 @@ mod client;
 mod dlq;
 mod events;
 mod plugin;
+mod plugin_build;
+mod plugin_new;
 mod print;
 mod send;
 mod serve;
@@ -68,7 +70,7 @@ enum Command {
         #[arg(long, default_value_t = 2.0, value_parser = status::parse_interval)]
         interval: f64,
     },
-    /// Inspect loaded plugins.
+    /// Inspect, deploy and remove loaded plugins; build and scaffold plugin projects.
     Plugin {
         #[command(flatten)]
         client: ClientArgs,

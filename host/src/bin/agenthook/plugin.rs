@@ -1,5 +1,6 @@
 //! `agenthook plugin deploy|list|remove`: plugins in a running host, through
-//! `/admin/v1/plugins`. Deploy reads the component and manifest from disk and sends
+//! `/admin/v1/plugins`; `plugin build|new` (authoring, offline) are in `plugin_build`
+//! and `plugin_new`. Deploy reads the component and manifest from disk and sends
 //! them; the host validates them. Versions are shown shortened to 12 characters.
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use clap::Subcommand;
 
 use crate::client::{AdminClient, ClientArgs, urlencode};
 use crate::print::{self, field};
+use crate::{plugin_build, plugin_new};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -28,12 +30,67 @@ pub enum PluginCommand {
     },
     /// Unload a plugin and delete its files; its pending deliveries are kept.
     Remove { name: String },
+    /// Build a plugin project (Rust: Cargo.toml; Python: app.py) to a component,
+    /// written to DIR/dist/NAME.wasm unless --out says otherwise.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Create a plugin project NAME/ (manifest, handler, test) that builds and deploys
+    /// as is.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value_t = NewLang::Rust)]
+        lang: NewLang,
+        /// The directory to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Rust: the agenthook-sdk crate to depend on (default: the sdk/ of the tree
+        /// this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+/// The languages `plugin new` scaffolds.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NewLang {
+    Rust,
+    Python,
 }
 
 pub async fn run(args: &ClientArgs, command: PluginCommand) -> anyhow::Result<()> {
     use base64::Engine as _;
+    // The authoring commands work offline: no admin API.
+    let command = match command {
+        PluginCommand::Build { dir, out } => {
+            let out = tokio::task::spawn_blocking(move || plugin_build::build(&dir, out)).await??;
+            println!("{}", out.display());
+            return Ok(());
+        }
+        PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let lang = match lang {
+                NewLang::Rust => plugin_build::Lang::Rust,
+                NewLang::Python => plugin_build::Lang::Python,
+            };
+            plugin_new::create(&name, lang, &dir, sdk)?;
+            print!("{}", plugin_new::next_steps(&name, lang));
+            return Ok(());
+        }
+        other => other,
+    };
     let client = AdminClient::new(args)?;
     match command {
+        PluginCommand::Build { .. } | PluginCommand::New { .. } => unreachable!("handled above"),
         PluginCommand::Deploy {
             name,
             wasm,

@@ -538,6 +538,96 @@ impl Backend for NatsStore {
         Ok(existed)
     }
 
+    async fn kv_get_versioned(
+        &self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<Versioned>, StoreError> {
+        self.check_open()?;
+        Ok(self
+            .kv
+            .entry(kv_key(plugin, key))
+            .await
+            .map_err(engine)?
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| Versioned {
+                value: e.value.to_vec(),
+                version: e.revision,
+            }))
+    }
+
+    /// The version is the bucket revision, a stream sequence: it never repeats, even
+    /// after a delete (the delete is itself a revision).
+    async fn kv_compare_and_swap(
+        &self,
+        plugin: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<Swap, StoreError> {
+        self.check_open()?;
+        let k = kv_key(plugin, key);
+        let last = match expected {
+            Some(v) => v,
+            // Absent: no message on the key's subject, or a delete marker (whose
+            // revision the write must name).
+            None => match self.kv.entry(k.clone()).await.map_err(engine)? {
+                Some(e) if e.operation == kv::Operation::Put => {
+                    return Ok(Swap::Conflict(Some(Versioned {
+                        value: e.value.to_vec(),
+                        version: e.revision,
+                    })));
+                }
+                Some(e) => e.revision,
+                None => 0,
+            },
+        };
+        match self.kv.update(&k, value.into(), last).await {
+            Ok(rev) => {
+                watch::note_kv_key(&self.kv_keys, plugin, key, Some(rev), true);
+                Ok(Swap::Swapped(rev))
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Ok(Swap::Conflict(self.kv_get_versioned(plugin, key).await?))
+            }
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<Increment, StoreError> {
+        self.check_open()?;
+        // Compare-and-set until no other writer came in between.
+        loop {
+            let current = self.kv_get_versioned(plugin, key).await?;
+            let n = match &current {
+                Some(v) => match std::str::from_utf8(&v.value)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                {
+                    Some(n) => n,
+                    None => return Ok(Increment::NotAnInteger),
+                },
+                None => 0,
+            };
+            let Some(sum) = n.checked_add(delta) else {
+                return Ok(Increment::Overflow);
+            };
+            let expected = current.map(|v| v.version);
+            match self
+                .kv_compare_and_swap(plugin, key, expected, sum.to_string().into_bytes())
+                .await?
+            {
+                Swap::Swapped(_) => return Ok(Increment::Done(sum)),
+                Swap::Conflict(_) => continue,
+            }
+        }
+    }
+
     async fn kv_list(
         &self,
         plugin: &str,

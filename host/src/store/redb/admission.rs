@@ -1,9 +1,10 @@
 //! Admission and the state read on every request: per-plugin queue depths by state
 //! (mirrored in memory from the `counts` table after each commit) and free disk space
-//! (one statvfs, reused for a short while).
+//! (one statvfs, read again by the writer after every commit and at most `DISK_CHECK_MS`
+//! after the last reading).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -11,12 +12,18 @@ use super::RedbStore;
 use crate::clock::now_ms;
 use crate::store::model::{Counts, Refusal};
 
-/// How long a free-space reading is reused.
+/// How long a free-space reading is reused when no commit has refreshed it (space taken
+/// by other processes on the same file system shows up within this).
 const DISK_CHECK_MS: u64 = 100;
 
-/// The last free-space reading (`u64::MAX`: unreadable) and when it was taken.
-#[derive(Debug, Default)]
+/// The last free-space reading (`u64::MAX`: unreadable) and when it was taken. Shared by
+/// ingress (which reads it on every request) and the writer (which refreshes it after
+/// every commit, so the store's own growth is seen at once: a group commit can take
+/// megabytes, and a reading only refreshed on a timer let a flood of events eat into
+/// the reserve between two readings).
+#[derive(Debug)]
 pub(super) struct DiskCheck {
+    path: PathBuf,
     free_bytes: AtomicU64,
     checked_at_ms: AtomicU64,
 }
@@ -25,21 +32,34 @@ pub(super) struct DiskCheck {
 pub(super) type StateCounts = Arc<Mutex<HashMap<String, Counts>>>;
 
 impl DiskCheck {
+    /// Readings of the file system that holds `path`.
+    pub(super) fn new(path: &Path) -> Arc<DiskCheck> {
+        Arc::new(DiskCheck {
+            path: path.to_path_buf(),
+            free_bytes: AtomicU64::new(u64::MAX),
+            checked_at_ms: AtomicU64::new(0),
+        })
+    }
+
     /// Free space for unprivileged users on the data dir's file system, if it can be
-    /// read; at most `DISK_CHECK_MS` old, since ingress asks on every request.
-    pub(super) fn free_bytes(&self, path: &Path) -> Option<u64> {
-        let now = now_ms();
-        let checked = self.checked_at_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(checked) < DISK_CHECK_MS {
-            let free = self.free_bytes.load(Ordering::Relaxed);
-            return (free != u64::MAX).then_some(free);
+    /// read: as of the last commit, and at most `DISK_CHECK_MS` old.
+    pub(super) fn free_bytes(&self) -> Option<u64> {
+        let checked = self.checked_at_ms.load(Ordering::Acquire);
+        if now_ms().saturating_sub(checked) >= DISK_CHECK_MS {
+            return self.refresh();
         }
-        let free = rustix::fs::statvfs(path)
+        let free = self.free_bytes.load(Ordering::Acquire);
+        (free != u64::MAX).then_some(free)
+    }
+
+    /// Read the free space now (one statvfs) and keep the reading.
+    pub(super) fn refresh(&self) -> Option<u64> {
+        let free = rustix::fs::statvfs(&self.path)
             .ok()
             .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize));
         self.free_bytes
-            .store(free.unwrap_or(u64::MAX), Ordering::Relaxed);
-        self.checked_at_ms.store(now, Ordering::Relaxed);
+            .store(free.unwrap_or(u64::MAX), Ordering::Release);
+        self.checked_at_ms.store(now_ms(), Ordering::Release);
         free
     }
 }
@@ -58,7 +78,7 @@ impl RedbStore {
                 return Err(Refusal::QueueFull(full.clone()));
             }
         }
-        if let Some(free_bytes) = self.disk.free_bytes(&self.path)
+        if let Some(free_bytes) = self.disk.free_bytes()
             && free_bytes < self.min_free_disk_bytes
         {
             return Err(Refusal::DiskFull { free_bytes });

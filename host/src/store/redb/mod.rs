@@ -46,6 +46,12 @@ const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("due");
 const LEASES: TableDefinition<(&str, u64), u64> = TableDefinition::new("leases");
 /// (plugin, key) → value: each plugin's private key-value space.
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+/// (plugin, key) → the key's version, set by every write of the key in the same
+/// transaction as its value; removed with it. A key without one is at version 0.
+const KV_VERSIONS: TableDefinition<(&str, &str), u64> = TableDefinition::new("kv_versions");
+/// "kv" → the last kv version handed out: versions come from this one store-wide
+/// sequence, so a key deleted and written again never gets an old version back.
+const KV_CLOCK: TableDefinition<&str, u64> = TableDefinition::new("kv_clock");
 /// (plugin, state) → how many deliveries of that plugin are in that state (every state
 /// but `done`); kept in the same commits as the deliveries, so it is exact after a crash
 /// and the host need not scan every delivery at start.
@@ -72,7 +78,7 @@ pub(super) struct RedbStore {
     due_changed: Arc<Notify>,
     counts: StateCounts,
     commit_stats: CommitStats,
-    disk: DiskCheck,
+    disk: Arc<DiskCheck>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     path: PathBuf,
     /// Where the last retention pass stopped, so events pinned by queued deliveries at
@@ -138,6 +144,7 @@ impl RedbStore {
         let counts = Arc::new(Mutex::new(counts));
         let commit_stats = CommitStats::default();
         let stopping = Arc::new(AtomicBool::new(false));
+        let disk = DiskCheck::new(&path);
         let handle = writer::spawn(
             database.clone(),
             rx,
@@ -148,6 +155,7 @@ impl RedbStore {
                 counts: counts.clone(),
                 stats: commit_stats.clone(),
                 stopping: stopping.clone(),
+                disk: disk.clone(),
             },
         )
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
@@ -157,7 +165,7 @@ impl RedbStore {
             due_changed,
             counts,
             commit_stats,
-            disk: DiskCheck::default(),
+            disk,
             writer_thread: Mutex::new(Some(handle)),
             retention_cursor: AtomicU64::new(0),
             stopping,
@@ -309,6 +317,37 @@ impl Backend for RedbStore {
         self.write(move |t| t.kv_delete(&plugin, &key)).await?
     }
 
+    async fn kv_get_versioned(
+        &self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<Versioned>, StoreError> {
+        self.read_kv_versioned(plugin, key)
+    }
+
+    async fn kv_compare_and_swap(
+        &self,
+        plugin: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<Swap, StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |t| t.kv_compare_and_swap(&plugin, &key, expected, value))
+            .await?
+    }
+
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<Increment, StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |t| t.kv_increment(&plugin, &key, delta))
+            .await?
+    }
+
     async fn kv_list(
         &self,
         plugin: &str,
@@ -373,7 +412,7 @@ impl Backend for RedbStore {
     }
 
     fn free_disk_bytes(&self) -> Option<u64> {
-        self.disk.free_bytes(&self.path)
+        self.disk.free_bytes()
     }
 
     fn min_free_disk_bytes(&self) -> u64 {

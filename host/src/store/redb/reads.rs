@@ -16,6 +16,28 @@ impl RedbStore {
             .map(|v| v.value().to_vec()))
     }
 
+    pub(super) fn read_kv_versioned(
+        &self,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<Versioned>, StoreError> {
+        // One snapshot for both tables: the value and the version of the same write.
+        let read = self.db.begin_read().map_err(db)?;
+        let kv = read.open_table(KV).map_err(db)?;
+        let Some(value) = kv.get((plugin, key)).map_err(db)? else {
+            return Ok(None);
+        };
+        let versions = read.open_table(KV_VERSIONS).map_err(db)?;
+        let version = versions
+            .get((plugin, key))
+            .map_err(db)?
+            .map_or(0, |v| v.value());
+        Ok(Some(Versioned {
+            value: value.value().to_vec(),
+            version,
+        }))
+    }
+
     /// Up to `limit` keys of `plugin` that start with `prefix`, strictly after
     /// `start_after` when given, with their values when `values` is set.
     pub(super) fn read_kv_list(

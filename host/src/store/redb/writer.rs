@@ -32,6 +32,8 @@ pub(super) struct Tables<'t> {
     due: Table<'t, (&'static str, u64, u64), ()>,
     leases: Table<'t, (&'static str, u64), u64>,
     kv: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    kv_versions: Table<'t, (&'static str, &'static str), u64>,
+    kv_clock: Table<'t, &'static str, u64>,
     counts: Table<'t, (&'static str, &'static str), u64>,
     next_id: u64,
     made_due: bool,
@@ -50,6 +52,8 @@ fn open_tables(txn: &WriteTransaction, next_id: u64) -> Result<Tables<'_>, Store
         due: txn.open_table(DUE).map_err(db)?,
         leases: txn.open_table(LEASES).map_err(db)?,
         kv: txn.open_table(KV).map_err(db)?,
+        kv_versions: txn.open_table(KV_VERSIONS).map_err(db)?,
+        kv_clock: txn.open_table(KV_CLOCK).map_err(db)?,
         counts: txn.open_table(COUNTS).map_err(db)?,
         next_id,
         made_due: false,
@@ -96,6 +100,8 @@ pub(super) struct Shared {
     pub stats: CommitStats,
     /// Set by `close`: stop after the current batch.
     pub stopping: Arc<AtomicBool>,
+    /// Free space, read again after every commit (ingress admits against it).
+    pub disk: Arc<DiskCheck>,
 }
 
 pub(super) fn spawn(
@@ -122,6 +128,7 @@ fn run(
         counts,
         stats,
         stopping,
+        disk,
     } = shared;
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -136,6 +143,8 @@ fn run(
         let (size, started) = (batch.len(), std::time::Instant::now());
         let result = commit(&database, &mut batch, next_id);
         stats.observe(size, started.elapsed());
+        // Before anyone is answered: the next admission sees what this commit took.
+        disk.refresh();
         match result {
             Ok((replies, after)) => {
                 next_id = after.next_id;
@@ -512,7 +521,7 @@ impl Tables<'_> {
         key: &str,
         value: &[u8],
     ) -> Result<Result<(), StoreError>, StoreError> {
-        self.kv.insert((plugin, key), value).map_err(db)?;
+        self.kv_write(plugin, key, value)?;
         Ok(Ok(()))
     }
 
@@ -521,7 +530,76 @@ impl Tables<'_> {
         plugin: &str,
         key: &str,
     ) -> Result<Result<bool, StoreError>, StoreError> {
+        self.kv_versions.remove((plugin, key)).map_err(db)?;
         Ok(Ok(self.kv.remove((plugin, key)).map_err(db)?.is_some()))
+    }
+
+    /// The check and the write happen inside this one write transaction, and the
+    /// writer thread applies writes one after another, so nothing can come between.
+    pub(super) fn kv_compare_and_swap(
+        &mut self,
+        plugin: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<Result<Swap, StoreError>, StoreError> {
+        let current = self.kv_current(plugin, key)?;
+        if current.as_ref().map(|c| c.version) != expected {
+            return Ok(Ok(Swap::Conflict(current)));
+        }
+        Ok(Ok(Swap::Swapped(self.kv_write(plugin, key, &value)?)))
+    }
+
+    pub(super) fn kv_increment(
+        &mut self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<Result<Increment, StoreError>, StoreError> {
+        let current = match self.kv_current(plugin, key)? {
+            None => 0,
+            Some(c) => match std::str::from_utf8(&c.value)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                Some(n) => n,
+                None => return Ok(Ok(Increment::NotAnInteger)),
+            },
+        };
+        let Some(sum) = current.checked_add(delta) else {
+            return Ok(Ok(Increment::Overflow));
+        };
+        self.kv_write(plugin, key, sum.to_string().as_bytes())?;
+        Ok(Ok(Increment::Done(sum)))
+    }
+
+    fn kv_current(&self, plugin: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let Some(value) = self.kv.get((plugin, key)).map_err(db)? else {
+            return Ok(None);
+        };
+        let value = value.value().to_vec();
+        let version = self
+            .kv_versions
+            .get((plugin, key))
+            .map_err(db)?
+            .map_or(0, |v| v.value());
+        Ok(Some(Versioned { value, version }))
+    }
+
+    /// Store a value under the next version of the store-wide kv sequence.
+    fn kv_write(&mut self, plugin: &str, key: &str, value: &[u8]) -> Result<u64, StoreError> {
+        let version = self
+            .kv_clock
+            .get("kv")
+            .map_err(db)?
+            .map_or(0, |v| v.value())
+            + 1;
+        self.kv_clock.insert("kv", version).map_err(db)?;
+        self.kv_versions
+            .insert((plugin, key), version)
+            .map_err(db)?;
+        self.kv.insert((plugin, key), value).map_err(db)?;
+        Ok(version)
     }
 
     /// Delete events whose every delivery is finished and older than its retention.
