@@ -456,3 +456,74 @@ async fn a_deploy_through_one_host_runs_on_every_host() {
         Arc::try_unwrap(host).ok().unwrap().stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_chain_runs_across_hosts() {
+    let cluster = nats::shared();
+    let prefix = nats::fresh_prefix();
+    let sink = sink().await;
+    let envs: Vec<TestEnv> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let mut env = TestEnv::new();
+            env.nats = Some(NatsStore {
+                urls: cluster.urls(),
+                prefix: prefix.clone(),
+                host: (*n).into(),
+                replicas: 3,
+            });
+            // `emitter` turns each demo event into a `chain.next` event; `relay`
+            // (subscribed to what emitter emits) forwards those to the sink.
+            env.install_plugin(
+                "emitter",
+                plugins::TEST_TOOL_PROBE,
+                &manifest("probe.*", "[grants]\nkv = true\nemit = [\"chain.*\"]\n"),
+            );
+            env.install_plugin(
+                "relay",
+                plugins::FORWARD,
+                &format!(
+                    "[[subscribe]]\nsource = \"plugin:emitter\"\ntypes = [\"chain.*\"]\n\n[grants]\nhttp = [\"{}\"]\n\n[config]\ntarget_url = \"{}\"\n",
+                    sink.origin(),
+                    sink.url("/sink")
+                ),
+            );
+            env
+        })
+        .collect();
+    let mut hosts = Vec::new();
+    for env in &envs {
+        hosts.push(Arc::new(env.start_binary().await));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    let ids: Vec<String> = (0..60).map(|i| format!("chain-{i}")).collect();
+    for (i, sid) in ids.iter().enumerate() {
+        let host = hosts[i % 2].clone();
+        let sid = sid.clone();
+        tasks.spawn(async move {
+            let body = json!({"type": "probe.start", "emit": [{"type": "chain.next", "body": {"sid": sid}}]});
+            let r = host.post_signed(&sid, &body).await;
+            assert_eq!(r.status, 200, "{:?}", r.json);
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    wait_all_forwarded(&sink, &ids, "every emitted event reaches the relay").await;
+    let runs = runs_per_event(&sink);
+    assert_eq!(runs.len(), 60);
+    assert!(runs.values().all(|&r| r == 1), "{runs:?}");
+    let mut relayed = Vec::new();
+    for host in &hosts {
+        relayed.push(done_attempts(host, "relay").await);
+    }
+    println!("cluster emit chain: relay runs per host {relayed:?}");
+    assert_eq!(relayed.iter().sum::<u64>(), 60);
+    assert!(
+        relayed.iter().all(|&n| n > 0),
+        "emitted events run on both hosts: {relayed:?}"
+    );
+    for host in hosts {
+        Arc::try_unwrap(host).ok().unwrap().stop().await;
+    }
+}
