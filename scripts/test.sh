@@ -22,7 +22,7 @@ cargo test --workspace "$@"
 if [ $# -eq 0 ]; then
     # The event path again with the store on NATS JetStream: one 3-node cluster on
     # loopback, shared by these tests.
-    AGENTHOOK_TEST_STORE=nats cargo test --workspace --test e2e -- foundation:: delivery:: tools::
+    AGENTHOOK_TEST_STORE=nats cargo test --workspace --test e2e -- foundation:: delivery:: tools:: journal:: ordering::
 fi
 # The example plugins' unit tests: the handlers run on the host target against
 # agenthook_sdk::testing (no wasm, no host).

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p agenthook-bench -- all [--quick] [--json PATH] [options]
-//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse|console [options]
+//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse|console|ordering [options]
 //! cargo run --release -p agenthook-bench -- overhead [--wasm PATH] [--iterations N]
 //! ```
 //!
@@ -14,8 +14,8 @@
 //! plain hyper server (`plain`, this binary in `plain-server` mode). The load generator
 //! (`load`) runs in this process, on the same cores. Scenarios: `ingest` (1), `e2e` (2),
 //! `overhead` (3), `latency` (4), `memory` (5), `history` (6), `abuse` (7), `console`
-//! (8, on its own); `all` runs 1–7 in the order 1, 4, 2, 3, 5, 6, 7 since later ones use
-//! the rates of earlier ones.
+//! (8, on its own), `ordering` (9); `all` runs 1–7 and 9 in the order 1, 4, 2, 3, 5, 6, 7,
+//! 9 since later ones use the rates of earlier ones.
 
 mod abuse;
 mod cluster;
@@ -26,6 +26,7 @@ mod ingest;
 mod latency;
 mod load;
 mod memory;
+mod ordering;
 mod overhead;
 mod plain;
 mod report;
@@ -40,7 +41,7 @@ const USAGE: &str = "\
 usage: agenthook-bench <scenario> [options]
 
 scenarios (each row: agenthook, its baseline in the same run, the ratio):
-  all        every scenario below, in the order 1, 4, 2, 3, 5, 6, 7
+  all        every scenario below but console, in the order 1, 4, 2, 3, 5, 6, 7, 9
   ingest     1. durable ingest vs a plain hyper server (closed loop; also vs one commit per event)
   e2e        2. ingest + dispatch to a no-op plugin until done: events/s, received→done p50/p99
   overhead   3. per-delivery overhead, pooling vs on-demand allocator; RSS of 100 idle plugins
@@ -50,9 +51,10 @@ scenarios (each row: agenthook, its baseline in the same run, the ratio):
   history    6. ingest rate with N events stored vs an empty store
   console    8. the web console's pages (events, dead letters, overview) with N events stored
              vs the admin API's JSON for the same query (--events N, default 1000000)
+  ordering   9. a backlog drained by a plugin with [ordering]: 20 keys vs one key
   abuse      7. a well-behaved sender's p99 (200 ev/s) idle vs with 4,000 slow senders and vs
              64 CPU-spinning deliveries in flight; host RSS with the slow senders (issue 12)
-  cluster    9. the store on a 3-node NATS JetStream cluster (needs nats-server): one host's
+  cluster   10. the store on a 3-node NATS JetStream cluster (needs nats-server): one host's
              ingest on NATS vs redb; one vs three hosts on one deployment (share, latency);
              not part of `all`
 
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         "abuse" => suite::run("abuse", &[Scenario::Abuse], &rest),
         "cluster" => suite::run("cluster", &[Scenario::Cluster], &rest),
         "console" => suite::run("console", &[Scenario::Console], &rest),
+        "ordering" => suite::run("ordering", &[Scenario::Ordering], &rest),
         // The yardstick of runtime work: its options and output lines stay as they are.
         "overhead" => overhead::run(&rest),
         // The baseline server process, started by `server::Server::plain`.

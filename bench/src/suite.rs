@@ -176,9 +176,10 @@ pub enum Scenario {
     Cluster,
     /// Not in `all`: it fills its own store of a million events.
     Console,
+    Ordering,
 }
 
-pub const ALL: [Scenario; 7] = [
+pub const ALL: [Scenario; 8] = [
     Scenario::Ingest,
     Scenario::Latency,
     Scenario::EndToEnd,
@@ -186,6 +187,7 @@ pub const ALL: [Scenario; 7] = [
     Scenario::Memory,
     Scenario::History,
     Scenario::Abuse,
+    Scenario::Ordering,
 ];
 
 /// Run `scenarios` in order; print the tables, the targets, and write the JSON.
@@ -219,6 +221,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
                 Scenario::Abuse => crate::abuse::run(&mut suite).await?,
                 Scenario::Cluster => crate::cluster::run(&mut suite).await?,
                 Scenario::Console => crate::console::run(&mut suite).await?,
+                Scenario::Ordering => crate::ordering::run(&mut suite).await?,
             }
         }
         anyhow::Ok(())

@@ -18,13 +18,13 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::config::manifest::RetryPolicy;
+use crate::config::manifest::{OrderingKey, RetryPolicy};
 use crate::health::Health;
 use crate::metrics::{AttemptRecord, DeliveryMetrics};
 use crate::plugins::{Plugin, Registry};
 use crate::runtime::{CallOutcome, CallReport, MAX_INSTANCES, Runtime, WitEvent};
 use crate::store::{Attempt, AttemptOutcome, DueBatch, EventId, Next, Store};
-use crate::tools::{Services as ToolServices, Tools};
+use crate::tools::{Journal, Services as ToolServices, Tools};
 
 /// How long in-flight deliveries get to finish at shutdown before they are abandoned
 /// (they stay due and run again after restart).
@@ -35,6 +35,11 @@ const LEASE_GRACE_MS: u64 = 30_000;
 /// again, doubling with each consecutive failure up to `STORE_BACKOFF_MAX_MS`.
 const STORE_BACKOFF_MIN_MS: u64 = 100;
 const STORE_BACKOFF_MAX_MS: u64 = 30_000;
+/// How far past the deliveries its lanes know an ordered plugin's due queue is read.
+const ORDER_SLACK: usize = 64;
+/// When an ordered plugin's due queue held more than was read, it is read again after
+/// this long.
+const ORDER_RESCAN_MS: u64 = 10;
 /// At most one log line per this long about a failing store (with a count of the rest).
 const STORE_LOG_EVERY_MS: u64 = 10_000;
 
@@ -168,17 +173,28 @@ impl Dispatcher {
                 let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
                 inflight.iter().filter(|(_, p)| *p == plugin.name).count()
             };
-            let DueBatch { due, later } = match self
-                .store
-                .due(&plugin.name, now, free + inflight_here)
-                .await
+            let lanes = self.registry.lanes();
+            let ordering = plugin.manifest.ordering.as_ref();
+            if let Some(spec) = ordering
+                && lanes.needs_scan(&plugin.name, spec)
+                && let Err(e) = self.fill_lanes(plugin, spec).await
             {
+                lanes.forget(&plugin.name);
+                return Some(self.store_failed("cannot read the queue of an ordered plugin", &e));
+            }
+            // An ordered plugin's due deliveries may wait behind others of their key:
+            // look past those to the ones that may start.
+            let window = free
+                + inflight_here
+                + ordering.map_or(0, |_| lanes.len(&plugin.name) + ORDER_SLACK);
+            let DueBatch { due, later } = match self.store.due(&plugin.name, now, window).await {
                 Ok(d) => d,
                 Err(e) => {
                     let until = self.store_failed("cannot read the due queue", &e);
                     return Some(until);
                 }
             };
+            let truncated = due.len() >= window;
             let mut saturated = false;
             for (_, id) in due {
                 let key = (id, plugin.name.clone());
@@ -190,6 +206,19 @@ impl Dispatcher {
                 {
                     continue;
                 }
+                if let Some(spec) = ordering {
+                    if !lanes.knows(&plugin.name, id) {
+                        match self.ordering_key(id, spec).await {
+                            Ok(k) => lanes.add(&plugin.name, id, k),
+                            Err(e) => {
+                                return Some(self.store_failed("cannot load a due event", &e));
+                            }
+                        }
+                    }
+                    if !lanes.may_start(&plugin.name, id) {
+                        continue;
+                    }
+                }
                 let Ok(permit) = plugin.permits.clone().try_acquire_owned() else {
                     saturated = true;
                     break;
@@ -198,6 +227,9 @@ impl Dispatcher {
                     saturated = true;
                     break;
                 };
+                if ordering.is_some() {
+                    lanes.started(&plugin.name, id);
+                }
                 self.inflight
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -206,9 +238,13 @@ impl Dispatcher {
                 let plugin = plugin.clone();
                 let span = tracing::info_span!("delivery", event = id, plugin = %plugin.name);
                 tasks.spawn(async move {
-                    this.attempt(&plugin, id, (permit, global))
+                    let settled = this
+                        .attempt(&plugin, id, (permit, global))
                         .instrument(span)
                         .await;
+                    if plugin.manifest.ordering.is_some() {
+                        this.registry.lanes().finished(&plugin.name, id, settled);
+                    }
                     this.inflight
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -216,6 +252,13 @@ impl Dispatcher {
                     this.wake.notify_one();
                 });
             }
+            // Deliveries past the window were not seen: look again soon, with the lanes
+            // now knowing more of them.
+            let later = match (ordering, truncated) {
+                (Some(_), true) => Some(now + ORDER_RESCAN_MS),
+                (Some(_), false) => later.filter(|at| *at > now),
+                (None, _) => later,
+            };
             if let (false, Some(at)) = (saturated, later) {
                 next_due = Some(next_due.map_or(at, |n| n.min(at)));
             }
@@ -223,22 +266,61 @@ impl Dispatcher {
         next_due
     }
 
+    /// Put every queued delivery of an ordered plugin in its lane: at start, and when
+    /// its ordering key changed. Deliveries running now count as running.
+    async fn fill_lanes(
+        &self,
+        plugin: &Plugin,
+        spec: &OrderingKey,
+    ) -> Result<(), crate::store::StoreError> {
+        let queued = self.store.queue_depth(&plugin.name) as usize + ORDER_SLACK;
+        let all = self.store.due(&plugin.name, u64::MAX, queued).await?;
+        let lanes = self.registry.lanes();
+        for (_, id) in all.due {
+            let key = self.ordering_key(id, spec).await?;
+            lanes.add(&plugin.name, id, key);
+            let running = self
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&(id, plugin.name.clone()));
+            if running {
+                lanes.started(&plugin.name, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ordering key of a stored event (None: it has none, or it is gone).
+    async fn ordering_key(
+        &self,
+        id: EventId,
+        spec: &OrderingKey,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        Ok(self
+            .store
+            .event(id)
+            .await?
+            .and_then(|e| spec.of(&e.meta.headers, &e.body)))
+    }
+
     /// One attempt of one delivery, start to committed outcome. `permits` (the plugin's
     /// and the global concurrency slot) are given back as soon as the handler returned:
     /// they bound running instances, not outcomes waiting for their commit. The
     /// delivery stays in `inflight` until the outcome is committed, so it is not started
-    /// twice meanwhile.
-    async fn attempt(&self, plugin: &Arc<Plugin>, id: EventId, permits: Permits) {
+    /// twice meanwhile. Returns whether the delivery settled: done or dead (committed),
+    /// or no longer there to run.
+    async fn attempt(&self, plugin: &Arc<Plugin>, id: EventId, permits: Permits) -> bool {
         let name = &*plugin.name;
         let now = self.clock.now_ms();
         let lease_until = now + plugin.manifest.limits.timeout_ms + LEASE_GRACE_MS;
         let delivery = match self.store.lease(id, name, now, lease_until).await {
             Ok(Some(d)) => d,
             // Finished, removed (e.g. a purge) or leased meanwhile: nothing to do.
-            Ok(None) => return,
+            Ok(None) => return true,
             Err(e) => {
                 self.store_failed("cannot lease a due delivery", &e);
-                return;
+                return false;
             }
         };
         let event = match self.store.event(id).await {
@@ -262,14 +344,14 @@ impl Dispatcher {
                     ),
                     plugin_version: plugin.compiled.version.clone(),
                     logs: Vec::new(),
+                    journal: None,
                 };
-                self.record(id, name, attempt, Next::Dead).await;
-                return;
+                return self.record(id, name, attempt, Next::Dead).await;
             }
             Err(e) => {
                 self.store_failed("cannot load a due event", &e);
                 self.release(id, name).await;
-                return;
+                return false;
             }
         };
         crate::telemetry::join_event_trace(
@@ -292,6 +374,18 @@ impl Dispatcher {
             headers: event.meta.headers.clone(),
             body: event.body,
         };
+        // What earlier attempts of this delivery recorded: their effects are replayed,
+        // not made again.
+        let recorded = match self.store.journal(id, name).await {
+            Ok(j) => j,
+            Err(e) => {
+                self.store_failed("cannot load a delivery's journal", &e);
+                self.release(id, name).await;
+                return false;
+            }
+        };
+        let journal = Journal::new(recorded, number, plugin.access.journal);
+        let journal_note = journal.note();
         let tools = Tools::new(
             &plugin.access,
             id,
@@ -299,7 +393,8 @@ impl Dispatcher {
             wit_event.idempotency_key.clone(),
             self.store.clone(),
             self.tools.clone(),
-        );
+        )
+        .with_journal(journal);
         let started_at_ms = self.clock.now_ms();
         // On the guest threads: a handler that computes until its deadline holds one of
         // those, never a thread that serves ingress or commits to the store.
@@ -380,19 +475,24 @@ impl Dispatcher {
             error,
             plugin_version: plugin.compiled.version.clone(),
             logs: report.logs,
+            journal: journal_note.summary(),
         };
-        self.record(id, name, attempt, next).await;
+        self.record(id, name, attempt, next).await && !matches!(next, Next::RetryAt(_))
     }
 
-    /// Commit an attempt's outcome. If that fails, the delivery runs again
-    /// (at-least-once): its lease is given back now, or, if even that fails, it runs
-    /// out and the delivery becomes due then.
-    async fn record(&self, id: EventId, plugin: &str, attempt: Attempt, next: Next) {
+    /// Commit an attempt's outcome; true once committed. If that fails, the delivery
+    /// runs again (at-least-once): its lease is given back now, or, if even that
+    /// fails, it runs out and the delivery becomes due then.
+    async fn record(&self, id: EventId, plugin: &str, attempt: Attempt, next: Next) -> bool {
         match self.store.record_attempt(id, plugin, attempt, next).await {
-            Ok(()) => self.store_ok(),
+            Ok(()) => {
+                self.store_ok();
+                true
+            }
             Err(e) => {
                 self.store_failed("cannot record an attempt", &e);
                 self.release(id, plugin).await;
+                false
             }
         }
     }

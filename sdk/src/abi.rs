@@ -4,7 +4,7 @@
 //! are written once.
 
 #[cfg(not(all(feature = "testing", not(target_arch = "wasm32"))))]
-pub(crate) use crate::bindings::agenthook::plugin::{config, email, events, http, kv, log};
+pub(crate) use crate::bindings::agenthook::plugin::{config, email, events, http, kv, llm, log};
 
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
-pub(crate) use crate::testing::fake::{config, email, events, http, kv, log};
+pub(crate) use crate::testing::fake::{config, email, events, http, kv, llm, log};

@@ -85,6 +85,7 @@ mod event;
 pub mod events;
 pub mod http;
 pub mod kv;
+pub mod llm;
 pub mod log;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -55,6 +55,8 @@ pub enum Tool {
     Email,
     /// `grants.emit`
     Emit,
+    /// `grants.llm`
+    Llm,
 }
 
 impl Tool {
@@ -65,6 +67,7 @@ impl Tool {
             Tool::Http => "http is not granted to this plugin (grants.http)",
             Tool::Email => "email is not granted to this plugin (grants.email)",
             Tool::Emit => "emit is not granted to this plugin (grants.emit)",
+            Tool::Llm => "llm is not granted to this plugin (grants.llm)",
         }
     }
 }
@@ -199,6 +202,10 @@ pub(crate) struct State {
     emails: Vec<SentEmail>,
     emits: Vec<Emitted>,
     logs: Vec<LogLine>,
+    /// Scripted `llm.chat` answers, used in order; none left fails the call.
+    llm_answers: std::collections::VecDeque<crate::llm::Answer>,
+    /// The models and last user messages of the `llm.chat` calls made.
+    llm_calls: Vec<(String, String)>,
 }
 
 thread_local! {
@@ -264,6 +271,17 @@ impl TestHost {
             .borrow_mut()
             .replies
             .push((method.to_ascii_uppercase(), url.to_string(), reply));
+    }
+
+    /// Answer the next `llm.chat` call with `answer` (answers are used in order; a call
+    /// with none left fails with `tool-error.failed`).
+    pub fn answer_llm(&self, answer: crate::llm::Answer) {
+        self.state.borrow_mut().llm_answers.push_back(answer);
+    }
+
+    /// The `llm.chat` calls made so far: (model, the last user message).
+    pub fn llm_calls(&self) -> Vec<(String, String)> {
+        self.state.borrow().llm_calls.clone()
     }
 
     /// Store a value in kv before the handler runs.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use agenthook::store::{
     Attempt, Backend, CommitStats, Counts, Delivery, DueBatch, EventFilter, EventId, EventPage,
-    Increment, Ingested, KvEntry, NewEvent, Next, PassReport, Refusal, Retention, Store,
-    StoreError, StoredEvent, Swap, Versioned,
+    Increment, Ingested, JournalEntry, KvEntry, NewEvent, Next, PassReport, Refusal, Retention,
+    Store, StoreError, StoredEvent, Swap, Versioned,
 };
 use serde_json::json;
 use tokio::sync::Notify;
@@ -116,9 +116,23 @@ impl Backend for Faulty {
         plugins: Option<Vec<String>>,
         add: Vec<String>,
         only_dead: bool,
+        keep_journal: bool,
         now_ms: u64,
     ) -> Result<Vec<String>, StoreError> {
-        self.inner.replay(id, plugins, add, only_dead, now_ms).await
+        self.inner
+            .replay(id, plugins, add, only_dead, keep_journal, now_ms)
+            .await
+    }
+    async fn journal(&self, id: EventId, plugin: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.journal(id, plugin).await
+    }
+    async fn journal_record(
+        &self,
+        id: EventId,
+        plugin: &str,
+        entry: JournalEntry,
+    ) -> Result<(), StoreError> {
+        self.inner.journal_record(id, plugin, entry).await
     }
     async fn purge_dead(&self, keys: Vec<(EventId, String)>) -> Result<usize, StoreError> {
         self.inner.purge_dead(keys).await

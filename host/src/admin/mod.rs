@@ -242,7 +242,22 @@ impl Admin {
             Ok(text) => v["body"] = json!(text),
             Err(_) => v["body_base64"] = json!(B64.encode(&event.body)),
         }
-        v["deliveries"] = json!(deliveries);
+        let mut shown = Vec::with_capacity(deliveries.len());
+        for d in &deliveries {
+            let journal = self
+                .store
+                .journal(id, &d.plugin)
+                .await
+                .map_err(ApiError::store)?;
+            let mut dv = json!(d);
+            dv["journal"] = json!(journal);
+            // A delivery waiting in its ordering lane names the one it waits behind.
+            if let Some((key, head)) = self.registry.lanes().held_by(&d.plugin, id) {
+                dv["held_by"] = json!({ "ordering_key": key, "event": head.to_string() });
+            }
+            shown.push(dv);
+        }
+        v["deliveries"] = json!(shown);
         Ok(v)
     }
 
@@ -310,9 +325,10 @@ impl Admin {
             }
             Some(_) => return Err(ApiError::bad("`plugin` must be a plugin name")),
         };
+        let keep_journal = keep_journal(body)?;
         let replayed = self
             .store
-            .replay(id, only, add, false, now_ms())
+            .replay(id, only, add, false, keep_journal, now_ms())
             .await
             .map_err(ApiError::store)?;
         Ok(json!({ "id": id.to_string(), "replayed": replayed }))
@@ -324,7 +340,17 @@ impl Admin {
     async fn dlq_action(&self, body: &Value, action: DlqAction) -> Result<Value, ApiError> {
         let obj = body.as_object().cloned().unwrap_or_default();
         for key in obj.keys() {
-            if !["ids", "plugin", "source", "type", "since", "until", "all"].contains(&key.as_str())
+            if ![
+                "ids",
+                "plugin",
+                "source",
+                "type",
+                "since",
+                "until",
+                "all",
+                "keep_journal",
+            ]
+            .contains(&key.as_str())
             {
                 return Err(ApiError::bad(format!("unknown field `{key}`")));
             }
@@ -375,7 +401,8 @@ impl Admin {
         }
 
         let targets = self.dlq_targets(&filter, ids).await?;
-        self.dlq_apply(action, targets).await
+        self.dlq_apply_keeping(action, targets, keep_journal(body)?)
+            .await
     }
 
     /// The dead (event, plugin) pairs that `filter` selects, among the events `ids`
@@ -421,11 +448,21 @@ impl Admin {
         Ok(targets)
     }
 
-    /// Replay (only if still dead) or purge these dead deliveries.
+    /// Replay (only if still dead, with a fresh journal) or purge these dead deliveries.
     async fn dlq_apply(
         &self,
         action: DlqAction,
         targets: Vec<(u64, String)>,
+    ) -> Result<Value, ApiError> {
+        self.dlq_apply_keeping(action, targets, false).await
+    }
+
+    /// Like [`Admin::dlq_apply`]; a replay keeps each delivery's journal when asked.
+    async fn dlq_apply_keeping(
+        &self,
+        action: DlqAction,
+        targets: Vec<(u64, String)>,
+        keep_journal: bool,
     ) -> Result<Value, ApiError> {
         match action {
             DlqAction::Replay => {
@@ -434,7 +471,7 @@ impl Admin {
                 for (id, plugin) in targets {
                     let done = self
                         .store
-                        .replay(id, Some(vec![plugin]), Vec::new(), true, now)
+                        .replay(id, Some(vec![plugin]), Vec::new(), true, keep_journal, now)
                         .await
                         .map_err(ApiError::store)?;
                     replayed += done.len();
@@ -532,6 +569,16 @@ fn parse_list_query(q: &[(String, String)]) -> Result<(EventFilter, Option<u64>,
 enum DlqAction {
     Replay,
     Purge,
+}
+
+/// `keep_journal` of a replay request: replay the recorded effects instead of starting
+/// a fresh journal (default false).
+fn keep_journal(body: &Value) -> Result<bool, ApiError> {
+    match body.get("keep_journal") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad("`keep_journal` must be true or false")),
+    }
 }
 
 fn parse_id(id: &str) -> Result<u64, ApiError> {

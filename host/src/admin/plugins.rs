@@ -100,6 +100,11 @@ impl Admin {
             .get(name)
             .ok_or_else(|| not_loaded(name))?;
         let mut view = plugin_view(&plugin);
+        if let Some(spec) = &plugin.manifest.ordering {
+            // The busiest lanes: which delivery each key waits behind.
+            let lanes = self.deployer.registry().lanes().view(name, MAX_LANES_SHOWN);
+            view["ordering"] = json!({ "key": spec.to_string(), "lanes": lanes });
+        }
         if let Some(reason) = self.deployer.refusals().get(name) {
             view["refused"] = json!(reason);
         }
@@ -189,6 +194,9 @@ impl Admin {
         ))
     }
 }
+
+/// Ordering lanes shown per plugin, longest first.
+const MAX_LANES_SHOWN: usize = 100;
 
 /// One plugin as the admin API shows it.
 pub(super) fn plugin_view(p: &Plugin) -> Value {

@@ -30,6 +30,88 @@ pub struct Manifest {
     pub grants: Grants,
     /// Resolved config values; the plugin reads them with `config.get`.
     pub config: BTreeMap<String, Secret>,
+    /// `[journal]`: which tools' effects are journaled (all by default).
+    pub journal: JournalPolicy,
+    /// `[ordering] key`: deliveries with the same key run one at a time, in order.
+    pub ordering: Option<OrderingKey>,
+}
+
+/// `[journal] exclude = ["http", …]`: the tools whose effectful calls are journaled.
+/// A tool left out is made again on every attempt, as without a journal (and its http
+/// requests carry no host `Idempotency-Key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalPolicy {
+    pub http: bool,
+    pub email: bool,
+    pub emit: bool,
+    pub llm: bool,
+}
+
+impl Default for JournalPolicy {
+    fn default() -> Self {
+        JournalPolicy {
+            http: true,
+            email: true,
+            emit: true,
+            llm: true,
+        }
+    }
+}
+
+/// Where a delivery's ordering key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderingKey {
+    /// A JSON pointer into the body (`/data/customer`); a string value is the key as is,
+    /// any other value its JSON text.
+    Pointer(String),
+    /// `header:NAME`: a request header (name lower-cased).
+    Header(String),
+}
+
+impl OrderingKey {
+    fn parse(spec: &str) -> Result<OrderingKey, String> {
+        if let Some(name) = spec.strip_prefix("header:") {
+            let name = name.to_ascii_lowercase();
+            http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{spec}`: `{name}` is not a valid header name"))?;
+            return Ok(OrderingKey::Header(name));
+        }
+        if !spec.starts_with('/') {
+            return Err(format!(
+                "`{spec}` is neither a JSON pointer like /data/customer nor header:NAME"
+            ));
+        }
+        Ok(OrderingKey::Pointer(spec.to_string()))
+    }
+
+    /// The key of an event with these headers and body; None when it has none (the
+    /// pointer finds nothing, the body is not JSON, the header is missing): such
+    /// deliveries are not ordered.
+    pub fn of(&self, headers: &[(String, String)], body: &[u8]) -> Option<String> {
+        match self {
+            OrderingKey::Header(name) => headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone()),
+            OrderingKey::Pointer(pointer) => {
+                let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+                match value.pointer(pointer)? {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Null => None,
+                    other => Some(other.to_string()),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for OrderingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OrderingKey::Pointer(p) => f.write_str(p),
+            OrderingKey::Header(h) => write!(f, "header:{h}"),
+        }
+    }
 }
 
 /// One `[[subscribe]]` entry.
@@ -81,7 +163,30 @@ pub struct Grants {
     pub email: Vec<EmailGrant>,
     /// `emit = ["lead.*"]`: globs on the event types the plugin may emit.
     pub emit: Vec<(String, GlobMatcher)>,
+    /// `llm = { provider, models, max_tokens_per_hour }`: the model provider (a host
+    /// `[llm.providers.NAME]`) and models the plugin may call, and its token budget.
+    pub llm: Option<LlmGrant>,
 }
+
+/// `grants.llm`.
+#[derive(Debug, Clone)]
+pub struct LlmGrant {
+    pub provider: String,
+    /// Globs on model names (`gpt-4o-mini`, `claude-*`).
+    pub models: Vec<(String, GlobMatcher)>,
+    /// Tokens (input + output, as the provider counts them) the plugin may use in any
+    /// hour; a call beyond it is `limited`.
+    pub max_tokens_per_hour: u64,
+}
+
+impl LlmGrant {
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.iter().any(|(_, g)| g.is_match(model))
+    }
+}
+
+/// `grants.llm.max_tokens_per_hour` when not given.
+pub const DEFAULT_LLM_TOKENS_PER_HOUR: u64 = 100_000;
 
 impl Grants {
     /// The grant covering `scheme://host:port`, preferring an exact host over a
@@ -350,6 +455,22 @@ struct RawManifest {
     grants: RawGrants,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    #[serde(default)]
+    journal: RawJournal,
+    ordering: Option<RawOrdering>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrdering {
+    key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,6 +506,15 @@ struct RawGrants {
     http_headers: Option<BTreeMap<String, BTreeMap<String, String>>>,
     email: Option<Vec<String>>,
     emit: Option<Vec<String>>,
+    llm: Option<RawLlmGrant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLlmGrant {
+    provider: String,
+    models: Vec<String>,
+    max_tokens_per_hour: Option<u64>,
 }
 
 impl Default for Limits {
@@ -525,12 +655,36 @@ impl Manifest {
             config.insert(key, resolved);
         }
 
+        let mut journal = JournalPolicy::default();
+        for (i, tool) in raw.journal.exclude.iter().enumerate() {
+            let slot = match tool.as_str() {
+                "http" => &mut journal.http,
+                "email" => &mut journal.email,
+                "emit" => &mut journal.emit,
+                "llm" => &mut journal.llm,
+                other => {
+                    return Err(ConfigError::invalid(
+                        format!("journal.exclude[{i}]"),
+                        format!("`{other}` is not a journaled tool (http, email, emit, llm)"),
+                    ));
+                }
+            };
+            *slot = false;
+        }
+        let ordering = raw
+            .ordering
+            .map(|o| OrderingKey::parse(&o.key))
+            .transpose()
+            .map_err(|m| ConfigError::invalid("ordering.key", m))?;
+
         Ok(Manifest {
             subscribe,
             limits,
             retry,
             grants,
             config,
+            journal,
+            ordering,
         })
     }
 
@@ -588,11 +742,46 @@ fn parse_grants(raw: RawGrants, allowed: &PluginsConfig) -> Result<Grants, Confi
         emit.push((pattern, glob.compile_matcher()));
     }
 
+    let llm = match raw.llm {
+        None => None,
+        Some(g) => {
+            super::validate_name(&g.provider)
+                .map_err(|m| ConfigError::invalid("grants.llm.provider", m))?;
+            if g.models.is_empty() {
+                return Err(ConfigError::invalid(
+                    "grants.llm.models",
+                    "an empty list allows no model; list the models (globs) the plugin may call",
+                ));
+            }
+            let mut models = Vec::with_capacity(g.models.len());
+            for (i, pattern) in g.models.into_iter().enumerate() {
+                let glob = Glob::new(&pattern).map_err(|e| {
+                    ConfigError::invalid(
+                        format!("grants.llm.models[{i}]"),
+                        format!("bad glob `{pattern}`: {e}"),
+                    )
+                })?;
+                models.push((pattern, glob.compile_matcher()));
+            }
+            Some(LlmGrant {
+                provider: g.provider,
+                models,
+                max_tokens_per_hour: in_range(
+                    g.max_tokens_per_hour.unwrap_or(DEFAULT_LLM_TOKENS_PER_HOUR),
+                    1,
+                    u64::from(u32::MAX),
+                    "grants.llm.max_tokens_per_hour",
+                )?,
+            })
+        }
+    };
+
     Ok(Grants {
         kv: raw.kv.unwrap_or(false),
         http,
         email,
         emit,
+        llm,
     })
 }
 
@@ -614,6 +803,89 @@ mod tests {
     /// Parse under the default `[plugins]`, which allows no `env:` or `file:` value.
     fn parse(text: &str) -> Result<Manifest, ConfigError> {
         Manifest::parse(text, &PluginsConfig::default())
+    }
+
+    #[test]
+    fn llm_grants_parse_and_bad_ones_name_the_field() {
+        let m = parse(
+            "[grants]\nllm = { provider = \"openai\", models = [\"gpt-4o*\"], max_tokens_per_hour = 500 }\n",
+        )
+        .unwrap();
+        let g = m.grants.llm.unwrap();
+        assert_eq!(
+            (g.provider.as_str(), g.max_tokens_per_hour),
+            ("openai", 500)
+        );
+        assert!(g.allows_model("gpt-4o-mini") && !g.allows_model("o3"));
+        assert!(parse("").unwrap().grants.llm.is_none());
+        for (text, field) in [
+            (
+                "llm = { provider = \"openai\", models = [] }",
+                "grants.llm.models",
+            ),
+            (
+                "llm = { provider = \"Open AI\", models = [\"m\"] }",
+                "grants.llm.provider",
+            ),
+            (
+                "llm = { provider = \"openai\", models = [\"m\"], max_tokens_per_hour = 0 }",
+                "grants.llm.max_tokens_per_hour",
+            ),
+            (
+                "llm = { provider = \"openai\", models = [\"[\"] }",
+                "grants.llm.models[0]",
+            ),
+        ] {
+            let err = parse(&format!("[grants]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn journal_exclusions_and_ordering_keys_parse_and_bad_ones_name_the_field() {
+        let m = parse(
+            "[journal]\nexclude = [\"http\", \"llm\"]\n[ordering]\nkey = \"/data/customer\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m.journal,
+            JournalPolicy {
+                http: false,
+                email: true,
+                emit: true,
+                llm: false
+            }
+        );
+        let key = m.ordering.unwrap();
+        assert_eq!(
+            key.of(&[], br#"{"data":{"customer":"cus_1"}}"#).as_deref(),
+            Some("cus_1")
+        );
+        assert_eq!(
+            key.of(&[], br#"{"data":{"customer":7}}"#).as_deref(),
+            Some("7")
+        );
+        assert_eq!(key.of(&[], br#"{"data":{}}"#), None);
+        assert_eq!(key.of(&[], b"not json"), None);
+        let m = parse("[ordering]\nkey = \"header:X-Conversation\"\n").unwrap();
+        let headers = [("x-conversation".to_string(), "c-9".to_string())];
+        assert_eq!(
+            m.ordering.unwrap().of(&headers, b"{}").as_deref(),
+            Some("c-9")
+        );
+        assert!(parse("").unwrap().ordering.is_none());
+        assert_eq!(parse("").unwrap().journal, JournalPolicy::default());
+        for (text, field) in [
+            ("[journal]\nexclude = [\"kv\"]\n", "journal.exclude[0]"),
+            ("[ordering]\nkey = \"data.customer\"\n", "ordering.key"),
+            ("[ordering]\nkey = \"header:bad name\"\n", "ordering.key"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        assert!(parse("[ordering]\nkeys = \"/a\"\n").is_err());
     }
 
     #[test]

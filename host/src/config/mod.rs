@@ -9,6 +9,7 @@
 //! resolve only where `[plugins]` allows (`PluginsConfig::resolve`).
 
 mod email;
+mod llm;
 pub mod manifest;
 mod plugins;
 mod secret;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use email::{DEFAULT_EMAILS_PER_HOUR, EmailConfig, EmitConfig, SmtpTls};
+pub use llm::{DEFAULT_LLM_TIMEOUT_SECS, LlmConfig, LlmKind, LlmProvider};
 pub use plugins::PluginsConfig;
 pub use secret::Secret;
 pub use server::{
@@ -79,6 +81,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `[plugins]`: the host secrets (`env:`, `file:`) plugin manifests may name.
     pub plugins: PluginsConfig,
+    /// `[llm]`: the model providers the `llm` tool may call.
+    pub llm: LlmConfig,
 }
 
 /// The whole file as written; each table resolves itself.
@@ -98,6 +102,8 @@ struct RawConfig {
     telemetry: telemetry::RawTelemetry,
     #[serde(default)]
     plugins: plugins::RawPlugins,
+    #[serde(default)]
+    llm: llm::RawLlm,
 }
 
 /// The config used when `serve` is started without `--config`: loopback only, one
@@ -159,6 +165,7 @@ impl Config {
             emit: raw.emit.resolve()?,
             telemetry: raw.telemetry.resolve()?,
             plugins: raw.plugins.resolve()?,
+            llm: raw.llm.resolve()?,
         })
     }
 }

@@ -290,6 +290,11 @@ impl Metrics {
             "Tool calls by plugin, tool and outcome (ok, denied, limited, invalid, error)",
             sources.tools.calls.clone(),
         );
+        r.register(
+            "agenthook_llm_tokens",
+            "Tokens the llm tool used, by plugin, model and direction (input, output)",
+            sources.tools.llm_tokens.clone(),
+        );
         r.register_collector(Box::new(collector::Snapshot(sources.clone())));
         Metrics { registry: r }
     }

@@ -17,6 +17,8 @@ use crate::config::{ConfigError, PluginsConfig, validate_name};
 use crate::runtime::{CompiledPlugin, LoadError, Runtime};
 use crate::tools::{Access, Routes};
 
+use super::ordering::Lanes;
+
 /// A plugin that could not be loaded; the message names the file and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -64,6 +66,8 @@ pub struct Registry {
     plugins: RwLock<Arc<BTreeMap<String, Arc<Plugin>>>>,
     /// Notified whenever the set changes (the dispatcher waits on it).
     changed: Option<Arc<Notify>>,
+    /// The ordering lanes of plugins with `[ordering]`.
+    lanes: Lanes,
 }
 
 impl Registry {
@@ -73,7 +77,13 @@ impl Registry {
         Registry {
             plugins: RwLock::default(),
             changed: Some(changed),
+            lanes: Lanes::default(),
         }
+    }
+
+    /// The ordering lanes of the plugins that declare `[ordering]`.
+    pub fn lanes(&self) -> &Lanes {
+        &self.lanes
     }
 
     /// A consistent view of the loaded plugins.
@@ -110,6 +120,9 @@ impl Registry {
             {
                 plugin.permits = old.permits.clone();
             }
+            if plugin.manifest.ordering.is_none() {
+                self.lanes.forget(&plugin_name);
+            }
             let new = Arc::new(plugin);
             let old = next.insert(plugin_name.to_string(), new.clone());
             *guard = Arc::new(next);
@@ -130,6 +143,7 @@ impl Registry {
             let mut next = BTreeMap::clone(&guard);
             let old = next.remove(name);
             *guard = Arc::new(next);
+            self.lanes.forget(name);
             old
         };
         self.notify();

@@ -99,22 +99,42 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Make deliveries of event `id` due again now, with a fresh retry budget: the
     /// existing ones to the given plugins (all of them when `plugins` is None), and new
     /// ones for plugins in `add` that have none yet. In-flight deliveries are left
-    /// alone; with `only_dead`, so are those that are not dead. Returns the plugins
-    /// whose delivery was replayed.
+    /// alone; with `only_dead`, so are those that are not dead. The journal of each
+    /// replayed delivery is deleted in the same write unless `keep_journal`. Returns
+    /// the plugins whose delivery was replayed.
     async fn replay(
         &self,
         id: EventId,
         plugins: Option<Vec<String>>,
         add: Vec<String>,
         only_dead: bool,
+        keep_journal: bool,
         now_ms: u64,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// Delete dead deliveries; returns how many were deleted.
+    // ---- each delivery's journal of effects ----
+
+    /// The journal of delivery (`id`, `plugin`): its entries in `seq` order (empty when
+    /// it has none).
+    async fn journal(&self, id: EventId, plugin: &str) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Record `entry` in the journal of delivery (`id`, `plugin`), replacing the entry
+    /// already at `entry.seq` if any; other entries are untouched. Returns once
+    /// durable. A delivery that does not exist (purged, expired) gets no journal:
+    /// nothing is stored.
+    async fn journal_record(
+        &self,
+        id: EventId,
+        plugin: &str,
+        entry: JournalEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Delete dead deliveries (and their journals); returns how many were deleted.
     async fn purge_dead(&self, keys: Vec<(EventId, String)>) -> Result<usize, StoreError>;
 
     /// One retention pass: forget dedup keys and remove finished events older than the
-    /// cut-offs. Deliveries still queued are never removed.
+    /// cut-offs, with their deliveries' journals. Deliveries still queued are never
+    /// removed.
     async fn expire(&self, cutoffs: Retention) -> Result<PassReport, StoreError>;
 
     // ---- each plugin's private kv space ----

@@ -141,6 +141,30 @@ pub struct Attempt {
     pub plugin_version: String,
     /// What the plugin logged (and printed) during the attempt, size-capped.
     pub logs: Vec<String>,
+    /// What the attempt did with the delivery's journal of effects, when it had one:
+    /// `replayed 2 calls`, `diverged at call 3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+}
+
+/// One effectful tool call of a delivery that completed, as recorded in its journal:
+/// a later attempt making the same call at the same position gets `result` back
+/// instead of repeating the effect.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JournalEntry {
+    /// 1-based position among the attempt's effectful calls.
+    pub seq: u32,
+    /// The tool (`http.fetch`, `email.send`, `events.emit`, `llm.chat`).
+    pub tool: String,
+    /// Hex SHA-256 of the call's request: a later call matches only if equal.
+    pub request_hash: String,
+    /// One line for the operator, e.g. `POST http://127.0.0.1:8000/sink → 201`.
+    pub summary: String,
+    /// The attempt that made the effect.
+    pub attempt: u32,
+    pub recorded_at_ms: u64,
+    /// The call's result as the tool returns it on replay.
+    pub result: serde_json::Value,
 }
 
 /// What happens to a delivery after an attempt.

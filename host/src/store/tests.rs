@@ -114,6 +114,7 @@ async fn attempts_move_deliveries_through_the_due_queue(fx: Fixture) {
         error: Some("boom".into()),
         plugin_version: "v".into(),
         logs: vec![],
+        journal: None,
     };
     store
         .record_attempt(
@@ -179,6 +180,7 @@ async fn state_counts_follow_every_transition_and_survive_reopen(fx: Fixture) {
         error: None,
         plugin_version: "v".into(),
         logs: vec![],
+        journal: None,
     };
     // p: one done, one dead, one retrying; q: one leased.
     for (i, (outcome, next)) in [
@@ -214,7 +216,10 @@ async fn state_counts_follow_every_transition_and_survive_reopen(fx: Fixture) {
     assert_eq!(store.queue_depth("q"), 3);
 
     // A replay of the dead letter makes it pending; a purge finds no dead one then.
-    store.replay(ids[1], None, vec![], true, now).await.unwrap();
+    store
+        .replay(ids[1], None, vec![], true, false, now)
+        .await
+        .unwrap();
     assert_eq!(counts(&store)[0], ("p".into(), [1, 0, 1, 0]));
     assert_eq!(
         store.purge_dead(vec![(ids[1], "p".into())]).await.unwrap(),
@@ -349,6 +354,7 @@ async fn a_pass_removes_finished_events_and_old_dedup_keys_only(fx: Fixture) {
             error: None,
             plugin_version: "v".into(),
             logs: vec![],
+            journal: None,
         };
         store.record_attempt(id, "p", attempt, next).await.unwrap();
         ids.push(id);
@@ -486,8 +492,148 @@ async fn a_held_lease_hides_its_delivery_until_it_runs_out_then_the_lost_attempt
     );
 }
 
+fn entry(seq: u32, hash: &str) -> JournalEntry {
+    JournalEntry {
+        seq,
+        tool: "http.fetch".into(),
+        request_hash: hash.into(),
+        summary: format!("POST /{seq}"),
+        attempt: 1,
+        recorded_at_ms: 1,
+        result: serde_json::json!({ "seq": seq }),
+    }
+}
+
+async fn journals_record_by_position_and_go_with_replay_purge_and_retention(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
+    let old = now_ms() - 10_000;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let mut m = meta("demo", &format!("j{n}"));
+        m.received_at_ms = old;
+        let Ingested::Stored(id) = store
+            .ingest(NewEvent {
+                meta: m,
+                body: bytes::Bytes::new(),
+                plugins: vec!["p".into(), "q".into()],
+            })
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        ids.push(id);
+    }
+    let id = ids[0];
+    assert!(store.journal(id, "p").await.unwrap().is_empty());
+    for seq in 1..=3 {
+        store
+            .journal_record(id, "p", entry(seq, &format!("h{seq}")))
+            .await
+            .unwrap();
+    }
+    store.journal_record(id, "q", entry(1, "q1")).await.unwrap();
+    let hashes = |j: Vec<JournalEntry>| -> Vec<String> {
+        j.into_iter()
+            .map(|e| format!("{}:{}", e.seq, e.request_hash))
+            .collect()
+    };
+    assert_eq!(
+        hashes(store.journal(id, "p").await.unwrap()),
+        ["1:h1", "2:h2", "3:h3"]
+    );
+    // A different call at 2 replaces 2 only; the other plugin's is untouched.
+    store.journal_record(id, "p", entry(2, "x2")).await.unwrap();
+    assert_eq!(
+        hashes(store.journal(id, "p").await.unwrap()),
+        ["1:h1", "2:x2", "3:h3"]
+    );
+    assert_eq!(hashes(store.journal(id, "q").await.unwrap()), ["1:q1"]);
+    // No delivery, no journal.
+    store
+        .journal_record(id, "nobody", entry(1, "n"))
+        .await
+        .unwrap();
+    assert!(store.journal(id, "nobody").await.unwrap().is_empty());
+    // Survives a reopen, with the whole entry.
+    store.close().await;
+    let store = fx.open(&StoreConfig::default()).await;
+    let j = store.journal(id, "p").await.unwrap();
+    assert_eq!(j[1], entry(2, "x2"));
+
+    let now = now_ms();
+    let attempt = |outcome| Attempt {
+        number: 1,
+        started_at_ms: old,
+        duration_ms: 1,
+        outcome,
+        error: None,
+        plugin_version: "v".into(),
+        logs: vec![],
+        journal: None,
+    };
+    for id in &ids {
+        for plugin in ["p", "q"] {
+            store.lease(*id, plugin, now, now + 1000).await.unwrap();
+            store
+                .record_attempt(*id, plugin, attempt(AttemptOutcome::Dead), Next::Dead)
+                .await
+                .unwrap();
+        }
+    }
+    // Replay keeping the journal keeps it; a plain replay deletes the replayed ones'.
+    store
+        .replay(id, Some(vec!["p".into()]), vec![], true, true, now)
+        .await
+        .unwrap();
+    assert_eq!(store.journal(id, "p").await.unwrap().len(), 3);
+    store.lease(id, "p", now, now + 1000).await.unwrap();
+    store
+        .record_attempt(id, "p", attempt(AttemptOutcome::Dead), Next::Dead)
+        .await
+        .unwrap();
+    store
+        .replay(id, Some(vec!["p".into()]), vec![], true, false, now)
+        .await
+        .unwrap();
+    assert!(store.journal(id, "p").await.unwrap().is_empty());
+    assert_eq!(store.journal(id, "q").await.unwrap().len(), 1);
+
+    // A purge of a dead letter takes its journal.
+    store
+        .journal_record(ids[1], "p", entry(1, "a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purge_dead(vec![(ids[1], "p".into())]).await.unwrap(),
+        1
+    );
+    assert!(store.journal(ids[1], "p").await.unwrap().is_empty());
+
+    // Retention removes the finished event with its journals.
+    store
+        .journal_record(ids[2], "q", entry(1, "b"))
+        .await
+        .unwrap();
+    let report = store
+        .expire(Retention {
+            dedup_before_ms: 0,
+            done_before_ms: now + 1,
+            dead_before_ms: now + 1,
+        })
+        .await
+        .unwrap();
+    assert!(report.events_removed >= 1, "{report:?}");
+    assert!(store.event(ids[2]).await.unwrap().is_none());
+    assert!(store.journal(ids[2], "q").await.unwrap().is_empty());
+    // The replayed (pending) delivery keeps its event and its other journal.
+    assert!(store.event(id).await.unwrap().is_some());
+    assert_eq!(store.journal(id, "q").await.unwrap().len(), 1);
+}
+
 async fn kv_versions_change_on_every_write_and_never_repeat(fx: Fixture) {
     let store = fx.open(&StoreConfig::default()).await;
+
     assert_eq!(store.kv_get_versioned("p", "k").await.unwrap(), None);
     store.kv_set("p", "k", b"a".to_vec()).await.unwrap();
     let v1 = store.kv_get_versioned("p", "k").await.unwrap().unwrap();
@@ -671,6 +817,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    journals_record_by_position_and_go_with_replay_purge_and_retention,
     ingest_dedups_and_survives_reopen,
     attempts_move_deliveries_through_the_due_queue,
     state_counts_follow_every_transition_and_survive_reopen,

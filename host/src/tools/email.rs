@@ -17,6 +17,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use sha2::{Digest, Sha256};
 
 use super::Tools;
+use super::journal::{self, Step};
 use crate::config::{ConfigError, EmailConfig, SmtpTls};
 use crate::wit::agenthook::plugin::email::{Host, Message};
 use crate::wit::agenthook::plugin::types::ToolError;
@@ -143,6 +144,31 @@ impl Host for Tools {
                 self.emails_sent,
                 mailer.from.email.domain(),
             );
+            let journaled = self.journal.policy().email.then(|| {
+                // The count of `to` recipients tells `to` and `cc` apart.
+                let to_count = message.to.len().to_string();
+                let mut parts: Vec<&[u8]> = vec![to_count.as_bytes()];
+                for r in message.to.iter().chain(&message.cc) {
+                    parts.push(r.as_bytes());
+                }
+                parts.push(message.subject.as_bytes());
+                parts.push(message.text.as_bytes());
+                parts.push(message.html.as_deref().unwrap_or("\0none").as_bytes());
+                parts.push(message.reply_to.as_deref().unwrap_or("\0none").as_bytes());
+                journal::request_hash("email.send", &parts)
+            });
+            let summary = format!("to {} — {}", message.to.join(", "), message.subject);
+            let seq = match &journaled {
+                Some(hash) => match self.journal.step("email.send", hash)? {
+                    Step::Replay(recorded) => {
+                        return recorded.as_str().map(str::to_string).ok_or_else(|| {
+                            ToolError::Failed("the journal's record of this call is unreadable".into())
+                        });
+                    }
+                    Step::Run { seq } => Some(seq),
+                },
+                None => None,
+            };
             let mut builder = lettre::Message::builder()
                 .from(mailer.from.clone())
                 .subject(message.subject)
@@ -171,6 +197,10 @@ impl Host for Tools {
             match sent {
                 Ok(Ok(_)) => {
                     tracing::info!(plugin = &*self.plugin, event = self.event, %message_id, "email sent");
+                    if let (Some(seq), Some(hash)) = (seq, journaled) {
+                        let result = serde_json::Value::String(message_id.clone());
+                        self.journal_record(seq, "email.send", hash, summary, result).await;
+                    }
                     Ok(message_id)
                 }
                 Ok(Err(e)) if e.is_permanent() => Err(ToolError::Invalid(format!(

@@ -12,6 +12,7 @@
 use sha2::{Digest, Sha256};
 
 use super::Tools;
+use super::journal::{self, Step};
 use crate::store::{EventMeta, Ingested, NewEvent};
 use crate::wit::agenthook::plugin::events::Host;
 use crate::wit::agenthook::plugin::types::ToolError;
@@ -109,6 +110,23 @@ impl Host for Tools {
             let position = self.emits_by_type.entry(event_type.clone()).or_insert(0);
             *position += 1;
             let key = key.unwrap_or_else(|| format!("#{position}"));
+            let journaled = self.journal.policy().emit.then(|| {
+                journal::request_hash(
+                    "events.emit",
+                    &[event_type.as_bytes(), json.as_bytes(), key.as_bytes()],
+                )
+            });
+            let seq = match &journaled {
+                Some(hash) => match self.journal.step("events.emit", hash)? {
+                    Step::Replay(recorded) => {
+                        return recorded.as_str().map(str::to_string).ok_or_else(|| {
+                            ToolError::Failed("the journal's record of this call is unreadable".into())
+                        });
+                    }
+                    Step::Run { seq } => Some(seq),
+                },
+                None => None,
+            };
             let event_id = emit_id(&self.origin.idempotency_key, &event_type, &key);
             let source = format!("plugin:{}", self.plugin);
             let plugins = services.routes.subscribers(&source, &event_type);
@@ -144,6 +162,11 @@ impl Host for Tools {
                 // Emitted by an earlier attempt of this delivery: not stored again.
                 Ingested::Duplicate(id) => id,
             };
+            if let (Some(seq), Some(hash)) = (seq, journaled) {
+                let summary = format!("{event_type} (key {key}) → event {id}");
+                let result = serde_json::Value::String(id.to_string());
+                self.journal_record(seq, "events.emit", hash, summary, result).await;
+            }
             Ok(id.to_string())
         }
         .await;

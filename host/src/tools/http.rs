@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::Tools;
+use super::journal::{self, Step};
 use crate::config::manifest::{GrantHost, default_port};
 use crate::wit::agenthook::plugin::http::{Host, Request, Response};
 use crate::wit::agenthook::plugin::types::ToolError;
@@ -41,6 +42,9 @@ pub const MAX_CONCURRENT_PER_PLUGIN: usize = 8;
 const USER_AGENT: &str = concat!("agenthook/", env!("CARGO_PKG_VERSION"));
 
 type PluginHttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
+/// A client for endpoints the operator configured (model providers).
+pub type OperatorClient =
+    Client<HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
 /// The pooled clients, one per plugin, sharing one TLS configuration.
 pub struct HttpClients {
@@ -69,6 +73,20 @@ impl HttpClients {
             tls,
             plugins: Mutex::default(),
         })
+    }
+
+    /// A client for the endpoints the operator configured in the host config (model
+    /// providers): the same TLS roots, but no address guard, since the operator chose
+    /// the URL, not a plugin.
+    pub fn operator_client(&self) -> OperatorClient {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector)
     }
 
     /// The plugin's client; rebuilt when its exempt addresses changed (a redeploy).
@@ -117,6 +135,7 @@ impl Host for Tools {
                     )));
                 }
             };
+            let effectful = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
             let body = Bytes::from(request.body.unwrap_or_default());
             if body.len() > MAX_REQUEST_BODY {
                 return Err(ToolError::Invalid(format!(
@@ -124,12 +143,39 @@ impl Host for Tools {
                     body.len()
                 )));
             }
-            let headers = plugin_headers(request.headers)?;
+            let journaled = effectful && self.journal.policy().http;
+            let hash = journaled.then(|| {
+                let mut parts: Vec<&[u8]> = vec![method.as_str().as_bytes(), request.url.as_bytes()];
+                for (k, v) in &request.headers {
+                    parts.extend([k.as_bytes(), v.as_bytes()]);
+                }
+                parts.push(&body);
+                journal::request_hash("http.fetch", &parts)
+            });
+            let mut headers = plugin_headers(request.headers)?;
+            let target = Target::parse(&request.url)?;
+            let seq = match &hash {
+                Some(hash) => match self.journal.step("http.fetch", hash)? {
+                    Step::Replay(recorded) => return decode_response(recorded),
+                    Step::Run { seq } => Some(seq),
+                },
+                None => None,
+            };
+            // The receiver can recognise a request it already handled: the one case the
+            // journal cannot cover is a crash between the effect and its record.
+            if let Some(seq) = seq
+                && !headers.iter().any(|(n, _)| n.as_str() == "idempotency-key")
+            {
+                let key = self.journal.idempotency_key(&self.origin.idempotency_key, seq);
+                if let Ok(value) = HeaderValue::from_str(&key) {
+                    headers.push((HeaderName::from_static("idempotency-key"), value));
+                }
+            }
             let asked = request
                 .timeout_ms
                 .map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
             let budget = asked.min(self.remaining());
-            let target = Target::parse(&request.url)?;
+            let method_name = method.to_string();
             let client = self
                 .services
                 .http
@@ -144,7 +190,7 @@ impl Host for Tools {
                 self.follow(&client.client, method, target, headers, body)
                     .await
             };
-            match tokio::time::timeout(budget, call).await {
+            let result = match tokio::time::timeout(budget, call).await {
                 Ok(result) => result,
                 Err(_) => Err(ToolError::Failed(format!(
                     "{} {}: no response within {} ms",
@@ -152,7 +198,17 @@ impl Host for Tools {
                     request.url,
                     budget.as_millis()
                 ))),
+            };
+            // A response that says "not done, try again" is not recorded: a retry makes
+            // the request again.
+            if let (Some(seq), Some(hash), Ok(response)) = (seq, hash, &result)
+                && !matches!(response.status, 408 | 429 | 500..)
+            {
+                let summary = format!("{method_name} {} → {}", request.url, response.status);
+                self.journal_record(seq, "http.fetch", hash, summary, encode_response(response))
+                    .await;
             }
+            result
         }
         .await;
         self.tally("http.fetch", result)
@@ -341,6 +397,36 @@ fn plugin_headers(raw: Vec<(String, String)>) -> Result<Vec<(HeaderName, HeaderV
         out.push((header, value));
     }
     Ok(out)
+}
+
+/// A response as the journal records it.
+fn encode_response(r: &Response) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "status": r.status,
+        "headers": r.headers,
+        "body_base64": base64::engine::general_purpose::STANDARD.encode(&r.body),
+    })
+}
+
+/// A response as the journal recorded it.
+fn decode_response(v: serde_json::Value) -> Result<Response, ToolError> {
+    use base64::Engine as _;
+    let corrupt = || ToolError::Failed("the journal's record of this call is unreadable".into());
+    let status = v["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .ok_or_else(corrupt)?;
+    let headers: Vec<(String, String)> =
+        serde_json::from_value(v["headers"].clone()).map_err(|_| corrupt())?;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(v["body_base64"].as_str().ok_or_else(corrupt)?)
+        .map_err(|_| corrupt())?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Read the final response within the size caps.

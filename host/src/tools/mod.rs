@@ -10,7 +10,9 @@ mod config;
 mod email;
 mod emit;
 mod http;
+mod journal;
 mod kv;
+mod llm;
 mod log;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,12 +24,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::clock::Clock;
-use crate::config::manifest::{Grants, Manifest};
+use crate::config::manifest::{Grants, JournalPolicy, Manifest};
 use crate::config::{Config, ConfigError, Secret};
 use crate::store::{EventId, EventMeta, Store};
 use crate::wit::agenthook::plugin::types::{self, ToolError};
 
 pub use emit::CHAIN_HEADER;
+pub use journal::{Journal, JournalNote};
+pub use llm::TokenLabels;
 
 /// Tool calls one attempt may make; a plugin looping on a tool is cut off with
 /// `tool-error.limited` instead of flooding the store.
@@ -41,6 +45,8 @@ const MAX_LOG_LINE: usize = 4096;
 #[derive(Debug, Clone, Default)]
 pub struct ToolMetrics {
     pub calls: Family<ToolLabels, Counter>,
+    /// `llm.chat` tokens by plugin, model and direction (input, output).
+    pub llm_tokens: Family<TokenLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,6 +76,8 @@ pub struct Access {
     pub rate: Arc<CallRate>,
     /// `limits.timeout_ms`: no network call waits past an attempt's deadline.
     pub timeout: Duration,
+    /// `[journal]`: which tools' effects are journaled.
+    pub journal: JournalPolicy,
 }
 
 impl Access {
@@ -80,6 +88,7 @@ impl Access {
             config: Arc::new(manifest.config.clone()),
             rate: Arc::new(CallRate::new(manifest.limits.tool_calls_per_second)),
             timeout: Duration::from_millis(manifest.limits.timeout_ms),
+            journal: manifest.journal,
         }
     }
 }
@@ -99,6 +108,8 @@ pub struct Services {
     clock: Clock,
     /// Tool calls by plugin, tool and outcome, for `/metrics`.
     metrics: ToolMetrics,
+    /// The model providers of `[llm]` and each plugin's token use.
+    llm: llm::Providers,
 }
 
 impl Services {
@@ -115,14 +126,21 @@ impl Services {
             .map(email::Mailer::new)
             .transpose()?
             .map(Arc::new);
+        let metrics = ToolMetrics::default();
+        let llm = llm::Providers::new(
+            &config.llm,
+            http.operator_client(),
+            metrics.llm_tokens.clone(),
+        );
         Ok(Services {
             http,
             mailer,
+            llm,
             routes,
             max_chain_depth: config.emit.max_chain_depth,
             max_event_bytes: config.server.max_body_bytes,
             clock,
-            metrics: ToolMetrics::default(),
+            metrics,
         })
     }
 
@@ -160,6 +178,8 @@ pub struct Tools {
     emits: u32,
     emits_by_type: HashMap<String, u32>,
     emails_sent: u32,
+    /// The delivery's journal of effects (empty until [`Tools::with_journal`]).
+    journal: Journal,
 }
 
 impl Tools {
@@ -204,7 +224,14 @@ impl Tools {
             emits: 0,
             emits_by_type: HashMap::new(),
             emails_sent: 0,
+            journal: Journal::new(Vec::new(), 1, access.journal),
         }
+    }
+
+    /// These tools with the delivery's journal as loaded for this attempt.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = journal;
+        self
     }
 
     /// The store, for a call made while handling a delivery.

@@ -1,6 +1,7 @@
 //! `chat-notify` — posts incident events from `incident-triage` to a chat webhook
 //! (Slack-style incoming webhook: `POST {"text": …}` to `webhook_url`). A 5xx or 429
-//! from the chat service is retried with backoff; other 4xx are permanent.
+//! from the chat service is retried with backoff; other 4xx are permanent. A new
+//! incident's model-written brief (`brief_by = "llm"`) is quoted under the headline.
 
 use agenthook_sdk::{Event, HandlerError, config, http, log};
 use serde::Deserialize;
@@ -12,6 +13,10 @@ struct Incident {
     severity: String,
     summary: String,
     count: u64,
+    #[serde(default)]
+    brief: Option<String>,
+    #[serde(default)]
+    brief_by: Option<String>,
 }
 
 fn handle(event: Event) -> Result<(), HandlerError> {
@@ -22,10 +27,16 @@ fn handle(event: Event) -> Result<(), HandlerError> {
             ":rotating_light: still firing ({}x): [{}] {} — {}",
             incident.count, incident.severity, incident.service, incident.summary
         ),
-        "incident.opened" => format!(
-            ":rotating_light: [{}] {} — {}",
-            incident.severity, incident.service, incident.summary
-        ),
+        "incident.opened" => {
+            let mut text = format!(
+                ":rotating_light: [{}] {} — {}",
+                incident.severity, incident.service, incident.summary
+            );
+            if let (Some(brief), Some("llm")) = (&incident.brief, incident.brief_by.as_deref()) {
+                text.push_str(&format!("\n> {brief}"));
+            }
+            text
+        }
         "incident.resolved" => format!(
             ":white_check_mark: resolved: {} — {}",
             incident.service, incident.summary

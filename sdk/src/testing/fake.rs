@@ -263,3 +263,46 @@ pub(crate) mod events {
         })
     }
 }
+
+pub(crate) mod llm {
+    pub(crate) use crate::bindings::agenthook::plugin::llm::{
+        Message, Request, Response, Role, ToolCall, ToolDefinition, Usage,
+    };
+
+    use super::{Tool, ToolError, with_state};
+
+    pub(crate) fn chat(request: &Request) -> Result<Response, ToolError> {
+        with_state(|s| {
+            s.check(Tool::Llm)?;
+            let last_user = request
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == Role::User)
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+            s.llm_calls.push((request.model.clone(), last_user));
+            let a = s.llm_answers.pop_front().ok_or_else(|| {
+                ToolError::Failed("no llm answer scripted (TestHost::answer_llm)".into())
+            })?;
+            Ok(Response {
+                content: a.content,
+                tool_calls: a
+                    .tool_calls
+                    .into_iter()
+                    .map(|c| ToolCall {
+                        id: c.id,
+                        name: c.name,
+                        arguments: c.arguments,
+                    })
+                    .collect(),
+                finish_reason: a.finish_reason,
+                model: a.model,
+                usage: Usage {
+                    input_tokens: a.input_tokens,
+                    output_tokens: a.output_tokens,
+                },
+            })
+        })
+    }
+}

@@ -44,6 +44,10 @@ pub struct DlqSelect {
     /// Every dead letter.
     #[arg(long, conflicts_with_all = ["ids", "plugin", "source"])]
     all: bool,
+    /// (replay) Keep each delivery's journal: effects recorded by earlier attempts are
+    /// not made again.
+    #[arg(long)]
+    keep_journal: bool,
 }
 
 impl DlqSelect {
@@ -61,6 +65,9 @@ impl DlqSelect {
         }
         if self.all {
             body.insert("all".into(), serde_json::json!(true));
+        }
+        if self.keep_journal {
+            body.insert("keep_journal".into(), serde_json::json!(true));
         }
         Value::Object(body)
     }

@@ -40,11 +40,16 @@ pub enum EventsCommand {
         id: String,
     },
     /// Deliver an event again, with a fresh retry budget: to every plugin that had it or
-    /// subscribes to it now, or to one plugin.
+    /// subscribes to it now, or to one plugin. Effects recorded in a delivery's journal
+    /// are made again unless --keep-journal.
     Replay {
         id: String,
         #[arg(long)]
         plugin: Option<String>,
+        /// Keep the journal: calls recorded by earlier attempts return their recorded
+        /// results instead of being made again.
+        #[arg(long)]
+        keep_journal: bool,
     },
 }
 
@@ -117,11 +122,15 @@ pub async fn run(args: &ClientArgs, command: EventsCommand) -> anyhow::Result<()
                 println!("more: --cursor {c}");
             }
         }
-        EventsCommand::Replay { id, plugin } => {
-            let body = match plugin {
-                Some(p) => serde_json::json!({ "plugin": p }),
-                None => serde_json::json!({}),
-            };
+        EventsCommand::Replay {
+            id,
+            plugin,
+            keep_journal,
+        } => {
+            let mut body = serde_json::json!({ "keep_journal": keep_journal });
+            if let Some(p) = plugin {
+                body["plugin"] = serde_json::json!(p);
+            }
             let value = client
                 .post(
                     &format!("/admin/v1/events/{}/replay", urlencode(&id)),
@@ -165,7 +174,7 @@ pub async fn run(args: &ClientArgs, command: EventsCommand) -> anyhow::Result<()
                 println!("  plugin {}: {}", field(&d["plugin"]), field(&d["status"]));
                 for a in d["attempts"].as_array().into_iter().flatten() {
                     println!(
-                        "    attempt {} at {}: {} in {} ms{}",
+                        "    attempt {} at {}: {} in {} ms{}{}",
                         a["number"],
                         print::time(&a["started_at_ms"]),
                         field(&a["outcome"]),
@@ -173,11 +182,28 @@ pub async fn run(args: &ClientArgs, command: EventsCommand) -> anyhow::Result<()
                         a["error"]
                             .as_str()
                             .map(|e| format!(" — {e}"))
+                            .unwrap_or_default(),
+                        a["journal"]
+                            .as_str()
+                            .map(|j| format!(" (journal: {j})"))
                             .unwrap_or_default()
                     );
                     for line in a["logs"].as_array().into_iter().flatten() {
                         println!("      {}", field(line));
                     }
+                }
+                let journal = d["journal"].as_array().map_or(&[][..], Vec::as_slice);
+                if !journal.is_empty() {
+                    println!("    journal:");
+                }
+                for j in journal {
+                    println!(
+                        "      call {} ({}, attempt {}): {}",
+                        j["seq"],
+                        field(&j["tool"]),
+                        j["attempt"],
+                        field(&j["summary"])
+                    );
                 }
             }
             match value["body"].as_str() {

@@ -14,6 +14,8 @@
 //!   lease one delivery; a dead host's lease runs out and another host takes it over.
 //! - KV `P_gone`: ids of events removed by retention, so other hosts forget them too.
 //! - KV `P_kv`: `{plugin}.k{hex key}` → value: plugin kv, shared by all hosts.
+//! - KV `P_journal`: `{event id}.{plugin}` → the delivery's journal of effects (JSON
+//!   list by position), changed by compare-and-set.
 //! - object store `P_plugins` and KV `P_hosts`: the deployment's plugins and what each
 //!   host runs (`cluster`).
 //!
@@ -46,10 +48,6 @@ use index::Index;
 /// and a host that starts later never sees the removed event at all.
 const GONE_MAX_AGE: Duration = Duration::from_secs(86_400);
 
-/// How much larger than asked the window of due deliveries is that each host picks its
-/// own part of (see `due`).
-const DUE_SPREAD: usize = 4;
-
 fn engine(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Engine(Box::new(e))
 }
@@ -69,6 +67,7 @@ struct Names {
     kv: String,
     plugins: String,
     hosts: String,
+    journal: String,
 }
 
 impl Names {
@@ -82,6 +81,7 @@ impl Names {
             kv: format!("{prefix}_kv"),
             plugins: format!("{prefix}_plugins"),
             hosts: format!("{prefix}_hosts"),
+            journal: format!("{prefix}_journal"),
         }
     }
 }
@@ -197,6 +197,7 @@ pub(super) struct NatsStore {
     dedup: kv::Store,
     gone: kv::Store,
     kv: kv::Store,
+    journal: kv::Store,
     deployment: cluster::Deployment,
     index: Arc<Mutex<Index>>,
     /// Plugin kv keys (plugin → key → revision), for listing by prefix.
@@ -281,6 +282,7 @@ impl NatsStore {
             (&names.gone, GONE_MAX_AGE),
             (&names.kv, Duration::ZERO),
             (&names.hosts, cluster::HOST_REPORT_MAX_AGE),
+            (&names.journal, Duration::ZERO),
         ] {
             // The bucket's stream made here, as the client's `create_key_value` would
             // (which asks for account details that nats-server 2.9 answers in a shape
@@ -315,11 +317,12 @@ impl NatsStore {
                 .map_err(|e| open_err(&format!("bucket {name}"), Box::new(e)))?;
             buckets.push(store);
         }
-        let hosts = buckets.pop().expect("five buckets");
-        let kv_bucket = buckets.pop().expect("five buckets");
-        let gone = buckets.pop().expect("five buckets");
-        let dedup = buckets.pop().expect("five buckets");
-        let deliveries = buckets.pop().expect("five buckets");
+        let journal = buckets.pop().expect("six buckets");
+        let hosts = buckets.pop().expect("six buckets");
+        let kv_bucket = buckets.pop().expect("six buckets");
+        let gone = buckets.pop().expect("six buckets");
+        let dedup = buckets.pop().expect("six buckets");
+        let deliveries = buckets.pop().expect("six buckets");
         let plugins = match js.get_object_store(&names.plugins).await {
             Ok(o) => o,
             Err(_) => js
@@ -350,6 +353,7 @@ impl NatsStore {
             dedup,
             gone,
             kv: kv_bucket,
+            journal,
             deployment,
             index: Arc::default(),
             kv_keys: Arc::default(),
@@ -413,33 +417,8 @@ impl Backend for NatsStore {
         r
     }
 
-    /// Hosts see the same queue: each takes a window of the oldest due deliveries a few
-    /// times larger than asked for and starts from its own pseudo-random part of it, so
-    /// hosts polling at once mostly lease different deliveries instead of racing for
-    /// the same ones (a lost race costs a round trip). Oldest first holds across
-    /// windows, not within one.
     async fn due(&self, plugin: &str, now_ms: u64, limit: usize) -> Result<DueBatch, StoreError> {
-        let mut batch = self
-            .lock()
-            .due(plugin, now_ms, limit.saturating_mul(DUE_SPREAD));
-        if batch.due.len() > limit {
-            let host = self.host.as_bytes();
-            batch.due.sort_by_cached_key(|&(_, id)| {
-                let mut h = sha2::Sha256::new();
-                h.update(host);
-                h.update(id.to_le_bytes());
-                let d = h.finalize();
-                u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
-            });
-            let dropped = batch.due.split_off(limit);
-            let first = dropped.iter().map(|&(at, _)| at).min();
-            batch.later = match (batch.later, first) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            batch.due.sort_unstable();
-        }
-        Ok(batch)
+        Ok(self.lock().due(plugin, now_ms, limit))
     }
 
     fn due_changed(&self) -> Arc<Notify> {
@@ -487,10 +466,27 @@ impl Backend for NatsStore {
         plugins: Option<Vec<String>>,
         add: Vec<String>,
         only_dead: bool,
+        keep_journal: bool,
         now_ms: u64,
     ) -> Result<Vec<String>, StoreError> {
         self.check_open()?;
-        self.replay_event(id, plugins, add, only_dead, now_ms).await
+        self.replay_event(id, plugins, add, only_dead, keep_journal, now_ms)
+            .await
+    }
+
+    async fn journal(&self, id: EventId, plugin: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        self.check_open()?;
+        Ok(self.journal_entries(id, plugin).await?.0)
+    }
+
+    async fn journal_record(
+        &self,
+        id: EventId,
+        plugin: &str,
+        entry: JournalEntry,
+    ) -> Result<(), StoreError> {
+        self.check_open()?;
+        self.record_journal(id, plugin, entry).await
     }
 
     async fn purge_dead(&self, keys: Vec<(EventId, String)>) -> Result<usize, StoreError> {

@@ -24,6 +24,7 @@ pub(super) fn lease(mut d: Delivery, now_ms: u64, expires_at_ms: u64) -> Option<
                 error: Some(LEASE_EXPIRED.to_string()),
                 plugin_version: "unknown".into(),
                 logs: Vec::new(),
+                journal: None,
             });
         }
         _ => return None,

@@ -239,6 +239,7 @@ impl NatsStore {
         plugins: Option<Vec<String>>,
         add: Vec<String>,
         only_dead: bool,
+        keep_journal: bool,
         now_ms: u64,
     ) -> Result<Vec<String>, StoreError> {
         if self.lock().event(id).is_none() && self.event(id).await?.is_none() {
@@ -262,6 +263,18 @@ impl NatsStore {
         for plugin in &existing {
             if plugins.as_ref().is_some_and(|ps| !ps.contains(plugin)) {
                 continue;
+            }
+            // The journal goes first (not in one write with the replay, as on redb): a
+            // delivery that is not leased has no attempt writing to it, and once the
+            // replay made it due, a new attempt may start a new journal.
+            let replayable = self
+                .lock()
+                .slot(id, plugin)
+                .and_then(|s| s.delivery.clone())
+                .and_then(|d| transitions::replay(d, only_dead, now_ms))
+                .is_some();
+            if replayable && !keep_journal {
+                self.drop_journal(id, plugin).await?;
             }
             if self
                 .change(id, plugin, None, |d| {
@@ -334,6 +347,7 @@ impl NatsStore {
             {
                 Ok(()) => {
                     self.lock().clear_delivery(id, &plugin);
+                    self.drop_journal(id, &plugin).await?;
                     purged += 1;
                 }
                 // Changed by another host since (replayed, say): not a dead letter now.
@@ -369,6 +383,9 @@ impl NatsStore {
                 }
                 return Err(engine(e));
             }
+        }
+        for (plugin, _) in slots {
+            self.drop_journal(id, plugin).await?;
         }
         self.gone
             .put(id.to_string(), Bytes::new())
@@ -439,5 +456,73 @@ impl NatsStore {
             }
         }
         Ok(report)
+    }
+
+    /// A delivery's journal and the revision it was read at (0: none written; a delete
+    /// marker's revision: deleted).
+    pub(super) async fn journal_entries(
+        &self,
+        id: EventId,
+        plugin: &str,
+    ) -> Result<(Vec<JournalEntry>, u64), StoreError> {
+        let key = delivery_key(id, plugin)?;
+        match self.journal.entry(key).await.map_err(engine)? {
+            Some(e) if e.operation == kv::Operation::Put => Ok((
+                serde_json::from_slice(&e.value).map_err(corrupt)?,
+                e.revision,
+            )),
+            Some(e) => Ok((Vec::new(), e.revision)),
+            None => Ok((Vec::new(), 0)),
+        }
+    }
+
+    /// Record `entry` at its position (replacing one there), compare-and-set.
+    pub(super) async fn record_journal(
+        &self,
+        id: EventId,
+        plugin: &str,
+        entry: JournalEntry,
+    ) -> Result<(), StoreError> {
+        let exists = |s: &Self| {
+            s.lock()
+                .slot(id, plugin)
+                .is_some_and(|slot| slot.delivery.is_some())
+        };
+        if !exists(self) {
+            self.refresh(id, plugin).await?;
+            if !exists(self) {
+                return Ok(());
+            }
+        }
+        let key = delivery_key(id, plugin)?;
+        for _ in 0..CAS_ROUNDS {
+            let (mut entries, revision) = self.journal_entries(id, plugin).await?;
+            entries.retain(|e| e.seq != entry.seq);
+            entries.push(entry.clone());
+            entries.sort_by_key(|e| e.seq);
+            let value = serde_json::to_vec(&entries).map_err(corrupt)?;
+            match self.journal.update(&key, value.into(), revision).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        Err(StoreError::Engine(
+            format!("the journal of {id}/{plugin} kept changing; try again").into(),
+        ))
+    }
+
+    pub(super) async fn drop_journal(&self, id: EventId, plugin: &str) -> Result<(), StoreError> {
+        let key = delivery_key(id, plugin)?;
+        if self
+            .journal
+            .entry(key.clone())
+            .await
+            .map_err(engine)?
+            .is_some()
+        {
+            self.journal.purge(key).await.map_err(engine)?;
+        }
+        Ok(())
     }
 }

@@ -44,6 +44,9 @@ const DELIVERIES: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("de
 const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("due");
 /// (plugin, id) → lease expiry ms: deliveries being attempted right now.
 const LEASES: TableDefinition<(&str, u64), u64> = TableDefinition::new("leases");
+/// (id, plugin, seq) → journal entry (JSON): the effectful tool calls a delivery's
+/// attempts completed, removed with the delivery.
+const JOURNAL: TableDefinition<(u64, &str, u32), &[u8]> = TableDefinition::new("journal");
 /// (plugin, key) → value: each plugin's private key-value space.
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 /// (plugin, key) → the key's version, set by every write of the key in the same
@@ -289,9 +292,34 @@ impl Backend for RedbStore {
         plugins: Option<Vec<String>>,
         add: Vec<String>,
         only_dead: bool,
+        keep_journal: bool,
         now_ms: u64,
     ) -> Result<Vec<String>, StoreError> {
-        self.write(move |t| t.replay(id, plugins.as_deref(), &add, only_dead, now_ms))
+        self.write(move |t| {
+            t.replay(
+                id,
+                plugins.as_deref(),
+                &add,
+                only_dead,
+                keep_journal,
+                now_ms,
+            )
+        })
+        .await?
+    }
+
+    async fn journal(&self, id: EventId, plugin: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        self.read_journal(id, plugin)
+    }
+
+    async fn journal_record(
+        &self,
+        id: EventId,
+        plugin: &str,
+        entry: JournalEntry,
+    ) -> Result<(), StoreError> {
+        let plugin = plugin.to_string();
+        self.write(move |t| t.journal_record(id, &plugin, &entry))
             .await?
     }
 

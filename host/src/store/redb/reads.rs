@@ -86,6 +86,24 @@ impl RedbStore {
         }))
     }
 
+    pub(super) fn read_journal(
+        &self,
+        id: EventId,
+        plugin: &str,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let read = self.db.begin_read().map_err(db)?;
+        let table = read.open_table(JOURNAL).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((id, plugin, 0)..=(id, plugin, u32::MAX))
+            .map_err(db)?
+        {
+            let (_, v) = entry.map_err(db)?;
+            out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+
     /// Every delivery of an event, ordered by plugin name.
     pub(super) fn read_event_deliveries(&self, id: EventId) -> Result<Vec<Delivery>, StoreError> {
         let read = self.db.begin_read().map_err(db)?;

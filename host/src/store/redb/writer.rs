@@ -32,6 +32,7 @@ pub(super) struct Tables<'t> {
     due: Table<'t, (&'static str, u64, u64), ()>,
     leases: Table<'t, (&'static str, u64), u64>,
     kv: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    journal: Table<'t, (u64, &'static str, u32), &'static [u8]>,
     kv_versions: Table<'t, (&'static str, &'static str), u64>,
     kv_clock: Table<'t, &'static str, u64>,
     counts: Table<'t, (&'static str, &'static str), u64>,
@@ -52,6 +53,7 @@ fn open_tables(txn: &WriteTransaction, next_id: u64) -> Result<Tables<'_>, Store
         due: txn.open_table(DUE).map_err(db)?,
         leases: txn.open_table(LEASES).map_err(db)?,
         kv: txn.open_table(KV).map_err(db)?,
+        journal: txn.open_table(JOURNAL).map_err(db)?,
         kv_versions: txn.open_table(KV_VERSIONS).map_err(db)?,
         kv_clock: txn.open_table(KV_CLOCK).map_err(db)?,
         counts: txn.open_table(COUNTS).map_err(db)?,
@@ -346,6 +348,7 @@ impl Tables<'_> {
                     error: Some(LEASE_EXPIRED.to_string()),
                     plugin_version: "unknown".into(),
                     logs: Vec::new(),
+                    journal: None,
                 });
             }
             _ => return Ok(Ok(None)),
@@ -435,6 +438,7 @@ impl Tables<'_> {
         plugins: Option<&[String]>,
         add: &[String],
         only_dead: bool,
+        keep_journal: bool,
         now_ms: u64,
     ) -> Result<Result<Vec<String>, StoreError>, StoreError> {
         if self.events.get(id).map_err(db)?.is_none() {
@@ -464,6 +468,9 @@ impl Tables<'_> {
             d.next_attempt_at_ms = Some(now_ms);
             d.budget_start = d.attempts.len() as u32;
             d.updated_at_ms = now_ms;
+            if !keep_journal {
+                self.drop_journal(id, &d.plugin)?;
+            }
             self.put_delivery(id, &d)?;
             self.enqueue(&d.plugin, now_ms, id)?;
             replayed.push(d.plugin);
@@ -508,11 +515,48 @@ impl Tables<'_> {
                 && d.status == DeliveryStatus::Dead
             {
                 self.deliveries.remove((*id, plugin.as_str())).map_err(db)?;
+                self.drop_journal(*id, plugin)?;
                 self.shift(plugin, Some(DeliveryStatus::Dead), None);
                 purged += 1;
             }
         }
         Ok(Ok(purged))
+    }
+
+    /// Store one journal entry, replacing the one at its seq.
+    pub(super) fn journal_record(
+        &mut self,
+        id: EventId,
+        plugin: &str,
+        entry: &JournalEntry,
+    ) -> Result<Result<(), StoreError>, StoreError> {
+        if self.deliveries.get((id, plugin)).map_err(db)?.is_none() {
+            return Ok(Ok(()));
+        }
+        let bytes = match serde_json::to_vec(entry) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(corrupt(e))),
+        };
+        self.journal
+            .insert((id, plugin, entry.seq), bytes.as_slice())
+            .map_err(db)?;
+        Ok(Ok(()))
+    }
+
+    /// Remove the journal of (`id`, `plugin`).
+    fn drop_journal(&mut self, id: EventId, plugin: &str) -> Result<(), StoreError> {
+        let mut seqs = Vec::new();
+        for entry in self
+            .journal
+            .range((id, plugin, 0)..=(id, plugin, u32::MAX))
+            .map_err(db)?
+        {
+            seqs.push(entry.map_err(db)?.0.value().2);
+        }
+        for seq in seqs {
+            self.journal.remove((id, plugin, seq)).map_err(db)?;
+        }
+        Ok(())
     }
 
     pub(super) fn kv_set(
@@ -643,6 +687,7 @@ impl Tables<'_> {
             }
             for (p, status) in &plugins {
                 self.deliveries.remove((id, p.as_str())).map_err(db)?;
+                self.drop_journal(id, p)?;
                 self.shift(p, Some(*status), None);
             }
             self.events.remove(id).map_err(db)?;
