@@ -303,6 +303,7 @@ async fn plugin_done(server: &Server) -> anyhow::Result<u64> {
 /// Read every event of a stopped host's store.
 async fn completion(data_dir: &Path) -> anyhow::Result<Completion> {
     let store = Store::open(data_dir, &agenthook::config::StoreConfig::default())
+        .await
         .context("cannot open the bench host's store")?;
     let mut latency =
         Histogram::<u64>::new_with_bounds(1, 86_400_000, 3).context("histogram bounds")?;

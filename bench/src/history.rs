@@ -146,6 +146,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
 /// Store `n` events in a new store at `data` through `Store::ingest`.
 pub(crate) async fn fill(data: &Path, n: u64, size: usize) -> anyhow::Result<()> {
     let store = Store::open(data, &agenthook::config::StoreConfig::default())
+        .await
         .context("cannot create the store to fill")?;
     let key = load::key();
     let mut tasks = tokio::task::JoinSet::new();

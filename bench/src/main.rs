@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p agenthook-bench -- all [--quick] [--json PATH] [options]
-//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse|console|ordering|python [options]
+//! cargo run --release -p agenthook-bench -- ingest|e2e|latency|memory|history|abuse|console|ordering|python|cluster [options]
 //! cargo run --release -p agenthook-bench -- overhead [--wasm PATH] [--iterations N]
 //! ```
 //!
@@ -14,10 +14,12 @@
 //! plain hyper server (`plain`, this binary in `plain-server` mode). The load generator
 //! (`load`) runs in this process, on the same cores. Scenarios: `ingest` (1), `e2e` (2),
 //! `overhead` (3), `latency` (4), `memory` (5), `history` (6), `abuse` (7), `console`
-//! (8, on its own), `ordering` (9), `python` (10); `all` runs 1–7, 9 and 10 in the order 1,
-//! 4, 2, 3, 5, 6, 7, 9, 10 since later ones use the rates of earlier ones.
+//! (8, on its own), `ordering` (9), `python` (10), `cluster` (11, on its own); `all` runs
+//! 1–7, 9 and 10 in the order 1, 4, 2, 3, 5, 6, 7, 9, 10 since later ones use the rates
+//! of earlier ones.
 
 mod abuse;
+mod cluster;
 mod console;
 mod e2e;
 mod history;
@@ -58,6 +60,9 @@ scenarios (each row: agenthook, its baseline in the same run, the ratio):
              64 CPU-spinning deliveries in flight; host RSS with the slow senders (issue 12)
   python    10. a Python no-op plugin beside the Rust no-op: per delivery, end to end,
              10 plugins loaded (start → ready, RSS); needs componentize-py (issue 15)
+  cluster   11. the store on a 3-node NATS JetStream cluster (needs nats-server): one host's
+             ingest on NATS vs redb; one vs three hosts on one deployment (share, latency);
+             not part of `all`
 
 options (all scenarios but `overhead`):
   --quick                  every scenario in under 2 minutes: 1 s per point, c=64 only,
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         "memory" => suite::run("memory", &[Scenario::Memory], &rest),
         "history" => suite::run("history", &[Scenario::History], &rest),
         "abuse" => suite::run("abuse", &[Scenario::Abuse], &rest),
+        "cluster" => suite::run("cluster", &[Scenario::Cluster], &rest),
         "console" => suite::run("console", &[Scenario::Console], &rest),
         "ordering" => suite::run("ordering", &[Scenario::Ordering], &rest),
         "python" => suite::run("python", &[Scenario::Python], &rest),

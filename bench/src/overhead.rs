@@ -198,7 +198,7 @@ pub async fn per_delivery_with(
         Path::new("bench"),
         false,
     )?;
-    let store = Store::open(data.path(), &config.store)?;
+    let store = Store::open(data.path(), &config.store).await?;
     let services = Arc::new(Services::new(
         &config,
         Arc::new(Registry::default()),

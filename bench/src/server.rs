@@ -296,6 +296,20 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> anyhow::Result<serde_jso
     serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
 }
 
+/// GET an agenthook host's `/metrics` at `addr` as text.
+pub async fn metrics_text(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut sender = load::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to the admin API at {addr}"))?;
+    let req = http::Request::get("/metrics")
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::new(Bytes::new()))?;
+    let resp = sender.send_request(req).await?;
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Spawn `cmd` and wait for a stdout line starting with `prefix`.
 async fn spawn_until_ready(
     mut cmd: tokio::process::Command,

@@ -172,6 +172,8 @@ pub enum Scenario {
     Memory,
     History,
     Abuse,
+    /// Not in [`ALL`]: it needs `nats-server`.
+    Cluster,
     /// Not in `all`: it fills its own store of a million events.
     Console,
     Ordering,
@@ -219,6 +221,7 @@ pub fn run(command: &str, scenarios: &[Scenario], args: &[String]) -> anyhow::Re
                 Scenario::Memory => crate::memory::run(&mut suite).await?,
                 Scenario::History => crate::history::run(&mut suite).await?,
                 Scenario::Abuse => crate::abuse::run(&mut suite).await?,
+                Scenario::Cluster => crate::cluster::run(&mut suite).await?,
                 Scenario::Console => crate::console::run(&mut suite).await?,
                 Scenario::Ordering => crate::ordering::run(&mut suite).await?,
                 Scenario::Python => crate::python::run(&mut suite).await?,

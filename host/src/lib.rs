@@ -104,7 +104,7 @@ impl Host {
     pub async fn prepare_with(config: Config, clock: clock::Clock) -> Result<Host, RunError> {
         let verifiers = ingress::Verifiers::build(&config.sources)?;
         create_dir(&config.server.data_dir)?;
-        let store = Store::open(&config.server.data_dir, &config.store)?;
+        let store = Store::open(&config.server.data_dir, &config.store).await?;
         Self::prepare_on(config, clock, store, verifiers).await
     }
 
@@ -148,14 +148,17 @@ impl Host {
             registry.clone(),
             clock.clone(),
         )?);
-        let deployer = Arc::new(plugins::deploy::Deployer::new(
-            runtime.clone(),
-            registry.clone(),
-            tools.clone(),
-            config.server.plugins_dir.clone(),
-            config.sources.keys().cloned().collect(),
-            config.plugins.clone(),
-        ));
+        let deployer = Arc::new(
+            plugins::deploy::Deployer::new(
+                runtime.clone(),
+                registry.clone(),
+                tools.clone(),
+                config.server.plugins_dir.clone(),
+                config.sources.keys().cloned().collect(),
+                config.plugins.clone(),
+            )
+            .with_cluster(store.clone()),
+        );
         let mut versions = std::collections::HashSet::new();
         for plugin in plugins {
             for sub in &plugin.manifest.subscribe {
@@ -288,6 +291,14 @@ impl Host {
         let clock = self.clock.clone();
         let janitor_task = tokio::spawn(janitor.run(move || clock.now_ms(), stopped()));
         let watch_task = tokio::spawn(plugins::watch::run(self.deployer.clone(), stopped()));
+        let clock = self.clock.clone();
+        let cluster_task = tokio::spawn(plugins::cluster::run(
+            self.deployer.clone(),
+            self.store.clone(),
+            clock.now_ms(),
+            move || clock.now_ms(),
+            stopped(),
+        ));
 
         shutdown.await;
         tracing::info!("shutting down: draining requests and deliveries");
@@ -297,6 +308,7 @@ impl Host {
         let _ = dispatch_task.await;
         let _ = janitor_task.await;
         let _ = watch_task.await;
+        let _ = cluster_task.await;
         let _ = admin_task.await;
         let _ = sampler_task.await;
         self.store.close().await;

@@ -184,3 +184,20 @@ fn only_the_storage_backend_touches_its_engine() {
         "redb used outside store/redb: {offenders:?}"
     );
 }
+
+#[test]
+fn only_the_nats_backend_touches_nats() {
+    let src = src();
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let backend = src.join("store").join("nats");
+    let offenders: Vec<_> = files
+        .iter()
+        .filter(|f| !f.starts_with(&backend))
+        .filter(|f| code(f).contains("async_nats"))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "async_nats used outside store/nats: {offenders:?}"
+    );
+}

@@ -207,7 +207,11 @@ async fn ingress_pushes_back_when_a_plugin_queue_is_full_and_other_plugins_go_on
     assert_eq!(ids, ["f1", "s2", "s1"], "the refused event was not stored");
     host.stop().await;
 
-    // Disk nearly full: refuse rather than accept what may not be kept.
+    // Disk nearly full: refuse rather than accept what may not be kept. (On NATS the
+    // servers' disks are JetStream's to guard; the host has none to check.)
+    if harness::on_nats() {
+        return;
+    }
     let mut env2 = TestEnv::new();
     env2.extra_config = "[store]\nmin_free_disk_mb = 1000000000\n".into();
     let host = env2.start().await;
@@ -261,10 +265,13 @@ async fn retention_removes_old_data_and_the_file_stops_growing() {
         }
         // Steady load: the plugin keeps up (retention never removes queued work).
         host.wait_status(&last, "done", WAIT).await;
-        sizes.push((
-            started.elapsed().as_secs_f64(),
-            std::fs::metadata(&db).unwrap().len(),
-        ));
+        // The redb file's size; on NATS the servers' (not this host's) disk holds it.
+        let size = if harness::on_nats() {
+            0
+        } else {
+            std::fs::metadata(&db).unwrap().len()
+        };
+        sizes.push((started.elapsed().as_secs_f64(), size));
     }
     let stored = host.all_events().await.len() as u64;
     let mid = sizes[sizes.len() / 2].1;
@@ -280,7 +287,7 @@ async fn retention_removes_old_data_and_the_file_stops_growing() {
         "retention keeps the store bounded: {stored} of {n} events still stored"
     );
     assert!(
-        end as f64 <= mid as f64 * 1.5,
+        harness::on_nats() || end as f64 <= mid as f64 * 1.5,
         "file grew from {mid} to {end} bytes in the second half"
     );
     // The first event is gone, and its dedup key too: the same id is a new event now.

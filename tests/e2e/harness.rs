@@ -41,16 +41,43 @@ pub struct TestEnv {
     pub extra_config: String,
     /// Extra keys for the config's `[server]` table (limits, etc.).
     pub server_config: String,
+    /// When set, the store is on this NATS cluster under this prefix and host name
+    /// (`AGENTHOOK_TEST_STORE=nats` sets it for every env, on the shared cluster).
+    pub nats: Option<NatsStore>,
+}
+
+/// Where an env's store lives on NATS.
+#[derive(Clone)]
+pub struct NatsStore {
+    pub urls: Vec<String>,
+    pub prefix: String,
+    pub host: String,
+    pub replicas: usize,
+}
+
+/// Whether this run's stores are on NATS (`AGENTHOOK_TEST_STORE=nats`).
+pub fn on_nats() -> bool {
+    crate::nats::enabled()
 }
 
 impl TestEnv {
     pub fn new() -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("plugins.d")).expect("plugins dir");
+        let nats = crate::nats::enabled().then(|| {
+            let prefix = crate::nats::fresh_prefix();
+            NatsStore {
+                urls: crate::nats::shared().urls(),
+                host: format!("{prefix}-h"),
+                prefix,
+                replicas: 3,
+            }
+        });
         TestEnv {
             dir,
             extra_config: String::new(),
             server_config: String::new(),
+            nats,
         }
     }
 
@@ -70,6 +97,25 @@ impl TestEnv {
     }
 
     pub fn config_text(&self) -> String {
+        let mut extra = self.extra_config.clone();
+        if let Some(n) = &self.nats {
+            let servers = n
+                .urls
+                .iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let tables = format!(
+                "\n[store.nats]\nservers = [{servers}]\nprefix = \"{}\"\nhost = \"{}\"\nreplicas = {}\n",
+                n.prefix, n.host, n.replicas
+            );
+            if extra.contains("[store]\n") {
+                extra = extra.replacen("[store]\n", "[store]\nbackend = \"nats\"\n", 1);
+            } else {
+                extra = format!("[store]\nbackend = \"nats\"\n{extra}");
+            }
+            extra += &tables;
+        }
         format!(
             r#"[server]
 listen = "127.0.0.1:0"
@@ -87,7 +133,6 @@ secrets = ["{SECRET}"]
             data = self.data_dir().display(),
             plugins = self.plugins_dir().display(),
             server = self.server_config,
-            extra = self.extra_config,
         )
     }
 
@@ -120,7 +165,9 @@ secrets = ["{SECRET}"]
                 .expect("test config is valid");
         std::fs::create_dir_all(self.data_dir()).expect("data dir");
         let store = wrap(
-            agenthook::store::Store::open(&self.data_dir(), &config.store).expect("open the store"),
+            agenthook::store::Store::open(&self.data_dir(), &config.store)
+                .await
+                .expect("open the store"),
         );
         let ingress = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -2,6 +2,7 @@
 //! process through `agenthook::run`, or the real binary) on loopback with a temp data
 //! dir and real plugin components built from `plugins/`.
 
+mod cluster;
 mod compat;
 mod console;
 mod delivery;
@@ -14,6 +15,7 @@ mod javascript;
 mod journal;
 mod lifecycle;
 mod llm;
+mod nats;
 mod observability;
 mod ordering;
 mod python;

@@ -156,10 +156,26 @@ impl Admin {
                 };
             }
             (&Method::GET, ["admin", "v1", "status"]) => {
+                let hosts = match this.store.cluster() {
+                    Some(c) => Some((c.host().to_string(), c.hosts().await)),
+                    None => None,
+                };
                 tokio::task::spawn_blocking(move || {
-                    serde_json::to_value(status::report(&this.telemetry)).map_err(|e| {
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-                    })
+                    let mut v =
+                        serde_json::to_value(status::report(&this.telemetry)).map_err(|e| {
+                            ApiError::new(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "internal",
+                                e.to_string(),
+                            )
+                        })?;
+                    // On a store several hosts share: this host's name, and every
+                    // host's report (what it runs, what it sees waiting).
+                    if let Some((host, reports)) = hosts {
+                        let reports = reports.map_err(ApiError::store)?;
+                        v["cluster"] = serde_json::json!({ "host": host, "hosts": reports });
+                    }
+                    Ok(v)
                 })
                 .await
             }

@@ -36,7 +36,7 @@ impl Admin {
         req: Request,
     ) -> Response<Body> {
         let result = match (method, rest) {
-            (&Method::GET, []) => Ok((StatusCode::OK, self.list_plugins())),
+            (&Method::GET, []) => Ok((StatusCode::OK, self.list_plugins().await)),
             (&Method::GET, [name]) => self.show_plugin(name),
             (&Method::PUT, [name]) => self.deploy_plugin(name, req).await,
             (&Method::DELETE, [name]) => self.remove_plugin(name).await,
@@ -53,13 +53,31 @@ impl Admin {
         }
     }
 
-    fn list_plugins(&self) -> Value {
+    async fn list_plugins(&self) -> Value {
+        // On a store several hosts share: which version each host reported running.
+        let hosts = match self.store.cluster() {
+            Some(c) => c.hosts().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the hosts' reports");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         let plugins: Vec<Value> = self
             .deployer
             .registry()
             .snapshot()
             .values()
-            .map(|p| plugin_view(p))
+            .map(|p| {
+                let mut view = plugin_view(p);
+                if self.store.cluster().is_some() {
+                    let running: serde_json::Map<String, Value> = hosts
+                        .iter()
+                        .map(|h| (h.host.clone(), json!(h.plugins.get(&*p.name))))
+                        .collect();
+                    view["hosts"] = Value::Object(running);
+                }
+                view
+            })
             .collect();
         let refused: Vec<Value> = self
             .deployer
@@ -67,7 +85,12 @@ impl Admin {
             .into_iter()
             .map(|(name, reason)| json!({ "name": name, "reason": reason }))
             .collect();
-        json!({ "plugins": plugins, "refused": refused })
+        let mut out = json!({ "plugins": plugins, "refused": refused });
+        if let Some(c) = self.store.cluster() {
+            out["host"] = json!(c.host());
+            out["hosts"] = json!(hosts);
+        }
+        out
     }
 
     fn show_plugin(&self, name: &str) -> Result<(StatusCode, Value), PluginApiError> {

@@ -35,7 +35,7 @@ pub use sources::{
     DEFAULT_TOLERANCE_SECS, HmacConfig, Locator, SchemaRule, Scheme, SignatureEncoding,
     SourceConfig,
 };
-pub use store::{StoreConfig, parse_duration_ms};
+pub use store::{NatsConfig, StoreBackend, StoreConfig, parse_duration_ms};
 pub use telemetry::{OtlpProtocol, TelemetryConfig};
 
 /// A configuration that could not be loaded. Each variant says what to fix.

@@ -1,10 +1,11 @@
-//! `[store]`: how long events, dedup keys and dead letters are kept, when ingress pushes
-//! back, and how the store batches its commits. Only validated here; the store itself is
-//! `store`.
+//! `[store]`: which backend holds the events (`redb` on this machine, or `nats`: a NATS
+//! JetStream cluster shared by several hosts), how long events, dedup keys and dead
+//! letters are kept, when ingress pushes back, and how the store batches its commits.
+//! Only validated here; the store itself is `store`.
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{ConfigError, Secret};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -27,6 +28,59 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// redb's page cache, in bytes: most of the host's memory under load.
     pub cache_bytes: usize,
+    /// Where events are kept: `[store] backend`.
+    pub backend: StoreBackend,
+}
+
+/// `[store] backend`: the storage engine behind the store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StoreBackend {
+    /// One redb file in the data dir (the default).
+    #[default]
+    Redb,
+    /// A NATS JetStream cluster, shared by every host configured with the same servers
+    /// and prefix (`[store.nats]`).
+    Nats(NatsConfig),
+}
+
+/// `[store.nats]`: the JetStream cluster and the names this deployment uses in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://host:port`); the client fails over between them.
+    pub servers: Vec<String>,
+    /// `token`: a server auth token.
+    pub token: Option<Secret>,
+    /// `user` + `password`.
+    pub user: Option<(String, Secret)>,
+    /// `credentials`: the content of a `.creds` file (JWT + nkey seed).
+    pub credentials: Option<Secret>,
+    /// Replicas of every stream and bucket (1, 3 or 5); writes are acknowledged only
+    /// once this many servers hold them.
+    pub replicas: usize,
+    /// Prefix of every stream, bucket and subject, so several deployments can share
+    /// one NATS.
+    pub prefix: String,
+    /// This host's name among the hosts of the deployment (leases, status, `host`
+    /// label); defaults to the machine's host name.
+    pub host: Option<String>,
+    /// JetStream's `Nats-Msg-Id` window on the events stream: concurrent copies of one
+    /// event sent to several hosts are stored once within it.
+    pub duplicate_window_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            token: None,
+            user: None,
+            credentials: None,
+            replicas: 1,
+            prefix: "agenthook".into(),
+            host: None,
+            duplicate_window_ms: 120_000,
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -42,6 +96,7 @@ impl Default for StoreConfig {
             // approaches 1 GiB. Hot pages (tree tops, the tail of the events table)
             // fit in far less, and the OS page cache holds the rest.
             cache_bytes: 128 << 20,
+            backend: StoreBackend::Redb,
         }
     }
 }
@@ -79,6 +134,103 @@ pub(super) struct RawStore {
     min_free_disk_mb: Option<u64>,
     max_batch: Option<usize>,
     cache_mb: Option<usize>,
+    backend: Option<String>,
+    nats: Option<RawNats>,
+}
+
+/// The `[store.nats]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNats {
+    servers: Option<Vec<String>>,
+    token: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    credentials: Option<String>,
+    replicas: Option<usize>,
+    prefix: Option<String>,
+    host: Option<String>,
+    duplicate_window: Option<String>,
+}
+
+impl RawNats {
+    fn resolve(&self) -> Result<NatsConfig, ConfigError> {
+        let d = NatsConfig::default();
+        let servers = self.servers.clone().unwrap_or(d.servers);
+        if servers.is_empty() {
+            return Err(ConfigError::invalid(
+                "store.nats.servers",
+                "name at least one server URL",
+            ));
+        }
+        for url in &servers {
+            if url.trim().is_empty() || url.contains(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    "store.nats.servers",
+                    format!("`{url}` is not a server URL like nats://127.0.0.1:4222"),
+                ));
+            }
+        }
+        let replicas = self.replicas.unwrap_or(d.replicas);
+        if !(1..=5).contains(&replicas) {
+            return Err(ConfigError::invalid(
+                "store.nats.replicas",
+                format!("must be between 1 and 5, got {replicas}"),
+            ));
+        }
+        let prefix = self.prefix.clone().unwrap_or(d.prefix);
+        if prefix.is_empty()
+            || prefix.len() > 32
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::invalid(
+                "store.nats.prefix",
+                format!(
+                    "`{prefix}`: use 1 to 32 letters, digits, `_` or `-` (it names streams and buckets)"
+                ),
+            ));
+        }
+        if let Some(host) = &self.host
+            && (host.is_empty()
+                || host.len() > 64
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            return Err(ConfigError::invalid(
+                "store.nats.host",
+                format!("`{host}`: use 1 to 64 letters, digits, `_` or `-`"),
+            ));
+        }
+        let user = match (&self.user, &self.password) {
+            (Some(u), Some(p)) => Some((u.clone(), Secret::resolve(p, "store.nats.password")?)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::invalid(
+                    "store.nats.user",
+                    "give both `user` and `password`, or neither",
+                ));
+            }
+        };
+        let secret = |v: &Option<String>, field: &str| {
+            v.as_deref().map(|s| Secret::resolve(s, field)).transpose()
+        };
+        Ok(NatsConfig {
+            servers,
+            token: secret(&self.token, "store.nats.token")?,
+            user,
+            credentials: secret(&self.credentials, "store.nats.credentials")?,
+            replicas,
+            prefix,
+            host: self.host.clone(),
+            duplicate_window_ms: match &self.duplicate_window {
+                Some(text) => parse_duration_ms(text, "store.nats.duplicate_window")?,
+                None => d.duplicate_window_ms,
+            },
+        })
+    }
 }
 
 impl RawStore {
@@ -133,6 +285,25 @@ impl RawStore {
                 }
                 None => d.cache_bytes,
             },
+            backend: match (self.backend.as_deref(), &self.nats) {
+                (None | Some("redb"), None) => StoreBackend::Redb,
+                (None | Some("redb"), Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        "store.nats",
+                        "is set but store.backend is not \"nats\"",
+                    ));
+                }
+                (Some("nats"), nats) => StoreBackend::Nats(
+                    nats.as_ref()
+                        .map_or(Ok(NatsConfig::default()), RawNats::resolve)?,
+                ),
+                (Some(other), _) => {
+                    return Err(ConfigError::invalid(
+                        "store.backend",
+                        format!("`{other}` is not a backend: use \"redb\" or \"nats\""),
+                    ));
+                }
+            },
         })
     }
 }
@@ -160,6 +331,54 @@ mod tests {
             (
                 "[store]\nmax_queue_per_plugin = 0\n",
                 "store.max_queue_per_plugin",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_nats_backend_is_chosen_and_checked() {
+        assert_eq!(parse("").unwrap().store.backend, StoreBackend::Redb);
+        let c = parse(
+            "[store]\nbackend = \"nats\"\n[store.nats]\nservers = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\nreplicas = 3\nprefix = \"prod-a\"\nhost = \"web-1\"\ntoken = \"s3cret\"\nduplicate_window = \"5m\"\n",
+        )
+        .unwrap();
+        let StoreBackend::Nats(n) = c.store.backend else {
+            panic!("{:?}", c.store.backend)
+        };
+        assert_eq!(n.servers.len(), 2);
+        assert_eq!((n.replicas, n.prefix.as_str()), (3, "prod-a"));
+        assert_eq!(n.host.as_deref(), Some("web-1"));
+        assert_eq!(n.token.unwrap().expose(), "s3cret");
+        assert_eq!(n.duplicate_window_ms, 300_000);
+        for (text, field) in [
+            ("[store]\nbackend = \"postgres\"\n", "store.backend"),
+            ("[store.nats]\nreplicas = 3\n", "store.nats"),
+            (
+                "[store]\nbackend = \"nats\"\n[store.nats]\nreplicas = 7\n",
+                "store.nats.replicas",
+            ),
+            (
+                "[store]\nbackend = \"nats\"\n[store.nats]\nprefix = \"a.b\"\n",
+                "store.nats.prefix",
+            ),
+            (
+                "[store]\nbackend = \"nats\"\n[store.nats]\nservers = []\n",
+                "store.nats.servers",
+            ),
+            (
+                "[store]\nbackend = \"nats\"\n[store.nats]\nuser = \"u\"\n",
+                "store.nats.user",
+            ),
+            (
+                "[store]\nbackend = \"nats\"\n[store.nats]\ntoken = \"env:AGENTHOOK_TEST_UNSET_VAR\"\n",
+                "store.nats.token",
+            ),
+            (
+                "[store]\nbackend = \"nats\"\n[store.nats]\nbogus = 1\n",
+                "bogus",
             ),
         ] {
             let e = parse(text).unwrap_err().to_string();

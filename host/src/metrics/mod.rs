@@ -237,7 +237,18 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     pub fn new(sources: &Sources) -> Metrics {
-        let mut r = PromRegistry::default();
+        // On a store several hosts share, every series carries `host`, so one scrape
+        // config over all hosts keeps them apart.
+        let mut r = match sources.store.cluster() {
+            Some(c) => PromRegistry::with_labels(
+                [(
+                    std::borrow::Cow::Borrowed("host"),
+                    std::borrow::Cow::Owned(c.host().to_string()),
+                )]
+                .into_iter(),
+            ),
+            None => PromRegistry::default(),
+        };
         r.register(
             "agenthook_ingress_requests",
             "Requests to /hooks/{source} by source and HTTP status (unconfigured sources: _unknown)",

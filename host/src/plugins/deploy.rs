@@ -6,6 +6,8 @@
 //! manifest's limits before it replaces anything, so a refused deploy leaves the running
 //! version serving. `plugins_dir` stays the truth: an admin deploy writes `NAME.wasm` +
 //! `NAME.toml` there (atomically) so it survives a restart, and a removal deletes them.
+//! On a store several hosts share, an admin deploy or removal is also published to the
+//! store, and every host's `cluster` task applies it through the same validation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use tokio::sync::Mutex;
 use super::registry::{Plugin, PluginError, Registry, build_plugin, manifest_digest};
 use crate::config::PluginsConfig;
 use crate::runtime::Runtime;
+use crate::store::Store;
 use crate::tools::{Services, Tools};
 
 /// What a deploy did.
@@ -54,6 +57,9 @@ pub struct Deployer {
     /// Why the files now in `plugins_dir` were refused, by plugin (shown by the admin
     /// API until a version loads or the plugin is removed).
     refusals: std::sync::Mutex<BTreeMap<String, String>>,
+    /// The store, when several hosts share it: admin deploys and removals are
+    /// published there for every host.
+    cluster: Option<Store>,
 }
 
 impl Deployer {
@@ -74,7 +80,16 @@ impl Deployer {
             allowed: Arc::new(allowed),
             lock: Mutex::new(()),
             refusals: std::sync::Mutex::default(),
+            cluster: None,
         }
+    }
+
+    /// Publish admin deploys and removals to `store` when several hosts share it.
+    pub fn with_cluster(mut self, store: Store) -> Self {
+        if store.cluster().is_some() {
+            self.cluster = Some(store);
+        }
+        self
     }
 
     /// Why the files in `plugins_dir` for a plugin were refused, by plugin name.
@@ -107,8 +122,36 @@ impl Deployer {
         &self.dir
     }
 
-    /// Validate a plugin and, if it is valid, write it to `plugins_dir` and swap it in.
+    /// Validate a plugin and, if it is valid, write it to `plugins_dir` and swap it in;
+    /// on a shared store, publish it for every host too.
     pub async fn deploy(
+        &self,
+        name: &str,
+        manifest_text: String,
+        wasm: Vec<u8>,
+    ) -> Result<Deployed, PluginError> {
+        let deployed = self
+            .deploy_here(name, manifest_text.clone(), wasm.clone())
+            .await?;
+        if let Some(store) = &self.cluster
+            && let Some(cluster) = store.cluster()
+        {
+            cluster
+                .publish_plugin(name, &manifest_text, &wasm)
+                .await
+                .map_err(|e| PluginError::Invalid {
+                    name: name.to_string(),
+                    message: format!(
+                        "loaded on this host, but not published to the other hosts: {e}; deploy again"
+                    ),
+                })?;
+        }
+        Ok(deployed)
+    }
+
+    /// Validate, write to `plugins_dir` and swap in on this host only (what another
+    /// host published).
+    pub(crate) async fn deploy_here(
         &self,
         name: &str,
         manifest_text: String,
@@ -132,9 +175,26 @@ impl Deployer {
         Ok(self.swap(plugin))
     }
 
-    /// Unload a plugin and delete its files. Its stored deliveries are kept (pending)
-    /// and run if it is deployed again. `None`: no such plugin was loaded.
+    /// Unload a plugin and delete its files (on a shared store, on every host). Its
+    /// stored deliveries are kept (pending) and run if it is deployed again. `None`: no
+    /// such plugin was loaded.
     pub async fn remove(&self, name: &str) -> Result<Option<Arc<Plugin>>, PluginError> {
+        if let Some(store) = &self.cluster
+            && let Some(cluster) = store.cluster()
+        {
+            cluster
+                .withdraw_plugin(name)
+                .await
+                .map_err(|e| PluginError::Invalid {
+                    name: name.to_string(),
+                    message: format!("cannot withdraw it from the other hosts: {e}"),
+                })?;
+        }
+        self.remove_here(name).await
+    }
+
+    /// Unload and delete the files on this host only.
+    pub(crate) async fn remove_here(&self, name: &str) -> Result<Option<Arc<Plugin>>, PluginError> {
         let _guard = self.lock.lock().await;
         for ext in ["toml", "wasm"] {
             let path = self.dir.join(format!("{name}.{ext}"));

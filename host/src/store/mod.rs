@@ -4,11 +4,12 @@
 //! plugin kv, and reads for the operator — named in the domain's words ([`Backend`]).
 //!
 //! Callers hold a [`Store`] and never learn which backend serves it. `redb` (one file,
-//! group commit; the default and today the only one) is the only module that touches
-//! its storage engine. `model` holds the types every backend shares; `retention` runs
+//! group commit; the default) and `nats` (a NATS JetStream cluster shared by several
+//! hosts) are the only modules that touch their storage engines. `model` holds the types every backend shares; `retention` runs
 //! the expiry passes a backend performs.
 
 mod model;
+mod nats;
 mod redb;
 mod retention;
 #[cfg(test)]
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::StoreConfig;
+use crate::config::{StoreBackend, StoreConfig};
 pub use model::*;
 pub use retention::{Janitor, PassReport, Retention};
 
@@ -227,6 +228,54 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Finish the last writes and release the storage (up to a deadline); every later
     /// write fails with [`StoreError::Closed`].
     async fn close(&self);
+
+    /// What several hosts sharing this store need of it (plugins deployed for all,
+    /// who runs what); None on a store only this host uses.
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
+}
+
+/// A store that several hosts share: the deployment's plugins, kept in the store so
+/// that a deploy through any host reaches every host, and each host's report of what it
+/// runs.
+#[async_trait::async_trait]
+pub trait Cluster: Send + Sync {
+    /// This host's name in the deployment.
+    fn host(&self) -> &str;
+    /// Store a plugin (manifest and component) for every host; returns its digest.
+    async fn publish_plugin(
+        &self,
+        name: &str,
+        manifest: &str,
+        wasm: &[u8],
+    ) -> Result<String, StoreError>;
+    /// Remove a plugin from the deployment.
+    async fn withdraw_plugin(&self, name: &str) -> Result<(), StoreError>;
+    /// The deployment's plugins: name → digest of what was published.
+    async fn published_plugins(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
+    /// A published plugin's manifest and component.
+    async fn fetch_plugin(&self, name: &str) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+    /// Notified when a plugin was published or withdrawn (by any host).
+    fn plugins_changed(&self) -> Arc<Notify>;
+    /// Tell the other hosts what this host runs (kept for a minute unless repeated).
+    async fn report(&self, report: HostReport) -> Result<(), StoreError>;
+    /// The reports of every host heard from within the last minute.
+    async fn hosts(&self) -> Result<Vec<HostReport>, StoreError>;
+}
+
+/// What one host of a deployment reports about itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct HostReport {
+    pub host: String,
+    pub reported_at_ms: u64,
+    pub started_at_ms: u64,
+    /// Plugin name → content hash of the component it runs.
+    pub plugins: std::collections::BTreeMap<String, String>,
+    /// Deliveries waiting, over all plugins, as this host sees them.
+    pub queued: u64,
 }
 
 /// Handle to the store; cheap to clone. Dereferences to the [`Backend`] that serves it.
@@ -234,9 +283,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub struct Store(Arc<dyn Backend>);
 
 impl Store {
-    /// Open (or create) the configured backend: the redb file in `data_dir`.
-    pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
-        Ok(Store(Arc::new(redb::RedbStore::open(data_dir, config)?)))
+    /// Open (or create) the configured backend: the redb file in `data_dir`, or the
+    /// deployment's streams and buckets on NATS (`[store] backend = "nats"`).
+    pub async fn open(data_dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
+        Ok(match &config.backend {
+            StoreBackend::Redb => Store(Arc::new(redb::RedbStore::open(data_dir, config)?)),
+            StoreBackend::Nats(nats) => Store(Arc::new(nats::NatsStore::open(config, nats).await?)),
+        })
     }
 
     /// A handle on a backend the caller built (tests wrap a backend to inject faults).

@@ -1,9 +1,42 @@
 //! The store's conformance tests: what every backend must do, run through the
-//! [`Store`] handle callers hold (today on redb; a second backend runs the same).
+//! [`Store`] handle callers hold — each test once on redb (a temp dir) and once on NATS
+//! (a real `nats-server` with JetStream, started once per test process; each test
+//! under its own prefix). "Reopen" on NATS is a new connection and a new index.
 
 use super::*;
 use crate::clock::now_ms;
 use crate::config::StoreConfig;
+
+/// Where a test's store lives: a temp dir for redb, a fresh prefix on the test server
+/// for NATS.
+pub(super) struct Fixture {
+    dir: tempfile::TempDir,
+    backend: StoreBackend,
+}
+
+impl Fixture {
+    fn redb() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            backend: StoreBackend::Redb,
+        }
+    }
+
+    fn nats() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            backend: StoreBackend::Nats(nats::test_server::config()),
+        }
+    }
+
+    async fn open(&self, config: &StoreConfig) -> Store {
+        let config = StoreConfig {
+            backend: self.backend.clone(),
+            ..config.clone()
+        };
+        Store::open(self.dir.path(), &config).await.unwrap()
+    }
+}
 
 fn meta(source: &str, event_id: &str) -> EventMeta {
     EventMeta {
@@ -15,10 +48,8 @@ fn meta(source: &str, event_id: &str) -> EventMeta {
     }
 }
 
-#[tokio::test]
-async fn ingest_dedups_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn ingest_dedups_and_survives_reopen(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     let ev = NewEvent {
         meta: meta("demo", "msg_1"),
         body: bytes::Bytes::from_static(b"{\"a\":1}"),
@@ -38,7 +69,7 @@ async fn ingest_dedups_and_survives_reopen() {
     assert!(matches!(store.ingest(other).await.unwrap(), Ingested::Stored(i) if i != id));
     store.close().await;
 
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let store = fx.open(&StoreConfig::default()).await;
     let got = store.event(id).await.unwrap().unwrap();
     assert_eq!(got.body, b"{\"a\":1}");
     assert_eq!(got.meta, ev.meta);
@@ -60,10 +91,8 @@ async fn ingest_dedups_and_survives_reopen() {
     assert!(next > id);
 }
 
-#[tokio::test]
-async fn attempts_move_deliveries_through_the_due_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn attempts_move_deliveries_through_the_due_queue(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     let Ingested::Stored(id) = store
         .ingest(NewEvent {
             meta: meta("demo", "m"),
@@ -114,10 +143,8 @@ async fn attempts_move_deliveries_through_the_due_queue() {
     assert_eq!(d.attempts.len(), 2);
 }
 
-#[tokio::test]
-async fn state_counts_follow_every_transition_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn state_counts_follow_every_transition_and_survive_reopen(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     let mut ids = Vec::new();
     for n in 0..3 {
         let Ingested::Stored(id) = store
@@ -216,7 +243,7 @@ async fn state_counts_follow_every_transition_and_survive_reopen() {
 
     // Reopening reads the persisted counts; the lease q held is reclaimed.
     store.close().await;
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let store = fx.open(&StoreConfig::default()).await;
     assert_eq!(
         counts(&store),
         [("p".into(), [0, 0, 1, 0]), ("q".into(), [3, 0, 0, 0])]
@@ -224,10 +251,8 @@ async fn state_counts_follow_every_transition_and_survive_reopen() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn kv_is_per_plugin_and_lists_by_prefix() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn kv_is_per_plugin_and_lists_by_prefix(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     for k in ["a/1", "a/2", "a/3", "b/1"] {
         store.kv_set("p", k, k.as_bytes().to_vec()).await.unwrap();
     }
@@ -258,10 +283,8 @@ async fn kv_is_per_plugin_and_lists_by_prefix() {
     assert!(!store.kv_delete("p", "a/1").await.unwrap());
 }
 
-#[tokio::test]
-async fn concurrent_ingests_share_commits_and_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn concurrent_ingests_share_commits_and_all_land(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = store.clone();
@@ -292,16 +315,14 @@ async fn concurrent_ingests_share_commits_and_all_land() {
     assert!(rest.next_cursor.is_none());
 }
 
-#[tokio::test]
-async fn a_pass_removes_finished_events_and_old_dedup_keys_only() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_pass_removes_finished_events_and_old_dedup_keys_only(fx: Fixture) {
     let config = StoreConfig {
         done_retention_ms: 1000,
         dead_retention_ms: 5000,
         dedup_window_ms: 1000,
         ..StoreConfig::default()
     };
-    let store = Store::open(dir.path(), &config).unwrap();
+    let store = fx.open(&config).await;
     let t0 = now_ms();
     let mut ids = Vec::new();
     for (i, next) in [Next::Done, Next::Dead, Next::RetryAt(t0 + 3_600_000)]
@@ -360,11 +381,9 @@ async fn a_pass_removes_finished_events_and_old_dedup_keys_only() {
     assert_eq!(store.dedup_count().unwrap(), 0);
 }
 
-#[tokio::test]
-async fn leases_left_by_a_stopped_host_are_reclaimed_at_open() {
-    let dir = tempfile::tempdir().unwrap();
+async fn leases_left_by_a_stopped_host_are_reclaimed_at_open(fx: Fixture) {
     let config = StoreConfig::default();
-    let store = Store::open(dir.path(), &config).unwrap();
+    let store = fx.open(&config).await;
     let Ingested::Stored(id) = store
         .ingest(NewEvent {
             meta: EventMeta {
@@ -399,7 +418,7 @@ async fn leases_left_by_a_stopped_host_are_reclaimed_at_open() {
     assert_eq!(store.queue_depth("p"), 1);
     store.close().await;
 
-    let store = Store::open(dir.path(), &config).unwrap();
+    let store = fx.open(&config).await;
     let d = store.delivery(id, "p").await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Pending);
     assert_eq!(d.lease_expires_at_ms, None);
@@ -407,10 +426,10 @@ async fn leases_left_by_a_stopped_host_are_reclaimed_at_open() {
     assert_eq!(store.queue_depth("p"), 1);
 }
 
-#[tokio::test]
-async fn a_held_lease_hides_its_delivery_until_it_runs_out_then_the_lost_attempt_is_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn a_held_lease_hides_its_delivery_until_it_runs_out_then_the_lost_attempt_is_recorded(
+    fx: Fixture,
+) {
+    let store = fx.open(&StoreConfig::default()).await;
     let t0 = now_ms();
     let Ingested::Stored(id) = store
         .ingest(NewEvent {
@@ -485,10 +504,8 @@ fn entry(seq: u32, hash: &str) -> JournalEntry {
     }
 }
 
-#[tokio::test]
-async fn journals_record_by_position_and_go_with_replay_purge_and_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn journals_record_by_position_and_go_with_replay_purge_and_retention(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     let old = now_ms() - 10_000;
     let mut ids = Vec::new();
     for n in 0..3 {
@@ -540,7 +557,7 @@ async fn journals_record_by_position_and_go_with_replay_purge_and_retention() {
     assert!(store.journal(id, "nobody").await.unwrap().is_empty());
     // Survives a reopen, with the whole entry.
     store.close().await;
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let store = fx.open(&StoreConfig::default()).await;
     let j = store.journal(id, "p").await.unwrap();
     assert_eq!(j[1], entry(2, "x2"));
 
@@ -614,10 +631,9 @@ async fn journals_record_by_position_and_go_with_replay_purge_and_retention() {
     assert_eq!(store.journal(id, "q").await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn kv_versions_change_on_every_write_and_never_repeat() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn kv_versions_change_on_every_write_and_never_repeat(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
+
     assert_eq!(store.kv_get_versioned("p", "k").await.unwrap(), None);
     store.kv_set("p", "k", b"a".to_vec()).await.unwrap();
     let v1 = store.kv_get_versioned("p", "k").await.unwrap().unwrap();
@@ -643,15 +659,13 @@ async fn kv_versions_change_on_every_write_and_never_repeat() {
     );
     // Versions survive a reopen.
     store.close().await;
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let store = fx.open(&StoreConfig::default()).await;
     assert_eq!(store.kv_get_versioned("p", "k").await.unwrap(), Some(v3));
     store.close().await;
 }
 
-#[tokio::test]
-async fn kv_compare_and_swap_writes_only_at_the_expected_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn kv_compare_and_swap_writes_only_at_the_expected_version(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     // Expecting absence: the first create wins, the second sees the first's value.
     let Swap::Swapped(v1) = store
         .kv_compare_and_swap("p", "k", None, b"one".to_vec())
@@ -702,10 +716,8 @@ async fn kv_compare_and_swap_writes_only_at_the_expected_version() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn kv_increment_adds_atomically_and_refuses_what_is_not_a_counter() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn kv_increment_adds_atomically_and_refuses_what_is_not_a_counter(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     assert_eq!(
         store.kv_increment("p", "n", 5).await.unwrap(),
         Increment::Done(5)
@@ -753,10 +765,8 @@ async fn kv_increment_adds_atomically_and_refuses_what_is_not_a_counter() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn kv_concurrent_compare_and_swap_loses_no_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+async fn kv_concurrent_compare_and_swap_loses_no_update(fx: Fixture) {
+    let store = fx.open(&StoreConfig::default()).await;
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let store = store.clone();
@@ -787,3 +797,37 @@ async fn kv_concurrent_compare_and_swap_loses_no_update() {
     assert_eq!(store.kv_get("p", "total").await.unwrap().unwrap(), b"50");
     store.close().await;
 }
+
+/// Each conformance test, once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Fixture::redb()).await
+            })*
+        }
+        mod on_nats {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Fixture::nats()).await
+            })*
+        }
+    };
+}
+
+conformance!(
+    journals_record_by_position_and_go_with_replay_purge_and_retention,
+    ingest_dedups_and_survives_reopen,
+    attempts_move_deliveries_through_the_due_queue,
+    state_counts_follow_every_transition_and_survive_reopen,
+    kv_is_per_plugin_and_lists_by_prefix,
+    concurrent_ingests_share_commits_and_all_land,
+    a_pass_removes_finished_events_and_old_dedup_keys_only,
+    leases_left_by_a_stopped_host_are_reclaimed_at_open,
+    a_held_lease_hides_its_delivery_until_it_runs_out_then_the_lost_attempt_is_recorded,
+    kv_versions_change_on_every_write_and_never_repeat,
+    kv_compare_and_swap_writes_only_at_the_expected_version,
+    kv_increment_adds_atomically_and_refuses_what_is_not_a_counter,
+    kv_concurrent_compare_and_swap_loses_no_update
+);

@@ -169,6 +169,17 @@ pub async fn run(args: &ClientArgs, command: PluginCommand) -> anyhow::Result<()
                     p["in_flight"],
                     subs.join(" ")
                 );
+                // On a deployment of several hosts: the version each host runs.
+                if let Some(hosts) = p["hosts"].as_object() {
+                    let running: Vec<String> = hosts
+                        .iter()
+                        .map(|(h, v)| match v.as_str() {
+                            Some(v) => format!("{h}={}", short(v)),
+                            None => format!("{h}=(not loaded)"),
+                        })
+                        .collect();
+                    println!("{:<20} hosts: {}", "", running.join(" "));
+                }
             }
             for r in value["refused"].as_array().into_iter().flatten() {
                 println!(

@@ -514,7 +514,9 @@ mod tests {
     #[tokio::test]
     async fn a_store_written_without_the_counts_table_is_counted_once_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default())
+            .await
+            .unwrap();
         let meta = EventMeta {
             source: "s".into(),
             event_id: "e".into(),
@@ -545,7 +547,9 @@ mod tests {
             txn.delete_table(COUNTS).unwrap();
             txn.commit().unwrap();
         }
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default())
+            .await
+            .unwrap();
         assert_eq!(
             counts(&store),
             [("p".into(), [1, 0, 0, 0]), ("q".into(), [1, 0, 0, 0])]
