@@ -14,6 +14,7 @@ mod plugins;
 mod secret;
 mod server;
 mod sources;
+mod standards;
 mod store;
 mod telemetry;
 
@@ -33,6 +34,7 @@ pub use sources::{
     DEFAULT_TOLERANCE_SECS, HmacConfig, Locator, SchemaRule, Scheme, SignatureEncoding,
     SourceConfig,
 };
+pub use standards::{CloudEventsAuth, JWT_ALGORITHMS, JwtSettings, StandardSettings};
 pub use store::{StoreConfig, parse_duration_ms};
 pub use telemetry::{OtlpProtocol, TelemetryConfig};
 
