@@ -13,4 +13,5 @@ mod observability;
 mod secrets;
 mod senders;
 mod servers;
+mod standards;
 mod tools;
