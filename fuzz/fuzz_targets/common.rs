@@ -57,23 +57,6 @@ pub fn sources() -> Vec<Source> {
         }
         configs.push((c, sender));
     }
-    let mut ce_basic = SourceConfig::new("ce-basic", Scheme::Cloudevents, vec![Secret::new("u:p")]);
-    ce_basic.standard.auth = Some(CloudEventsAuth::Basic);
-    configs.push((ce_basic, "u:p"));
-    let mut ce_sw = SourceConfig::new("ce-sw", Scheme::Cloudevents, vec![Secret::new(WHSEC)]);
-    ce_sw.standard.auth = Some(CloudEventsAuth::StandardWebhooks);
-    configs.push((ce_sw, WHSEC));
-    let mut a2a_jwt = SourceConfig::new("a2a-jwt", Scheme::A2a, vec![Secret::new("tok")]);
-    a2a_jwt.standard.jwt = Some(JwtSettings {
-        jwks: serde_json::json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "kid": "agent-key-1", "alg": "ES256",
-            "x": "F0DoiKd6MsqJum5rJiTa7fQyBMWeIAEksNbEsb6Jy7Y",
-            "y": "giP3MHm5z7JSTAr_MpLHVYKo8UtVr3vDy0udPYLaKCY"
-        }]}),
-        algorithms: vec!["ES256".into(), "RS256".into()],
-        audience: Some("https://hooks.example.com/hooks/a2a".into()),
-    });
-    configs.push((a2a_jwt, "tok"));
     let mut generic = SourceConfig::new("hmac2", Scheme::HmacSha256, vec![Secret::new("k")]);
     generic.hmac = Some(HmacConfig {
         signature_header: "x-sig".into(),
@@ -93,6 +76,23 @@ pub fn sources() -> Vec<Source> {
         )],
     );
     configs.push((ed, "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk="));
+    let mut ce_basic = SourceConfig::new("ce-basic", Scheme::Cloudevents, vec![Secret::new("u:p")]);
+    ce_basic.standard.auth = Some(CloudEventsAuth::Basic);
+    configs.push((ce_basic, "u:p"));
+    let mut ce_sw = SourceConfig::new("ce-sw", Scheme::Cloudevents, vec![Secret::new(WHSEC)]);
+    ce_sw.standard.auth = Some(CloudEventsAuth::StandardWebhooks);
+    configs.push((ce_sw, WHSEC));
+    let mut a2a_jwt = SourceConfig::new("a2a-jwt", Scheme::A2a, vec![Secret::new("tok")]);
+    a2a_jwt.standard.jwt = Some(JwtSettings {
+        jwks: serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "agent-key-1", "alg": "ES256",
+            "x": "F0DoiKd6MsqJum5rJiTa7fQyBMWeIAEksNbEsb6Jy7Y",
+            "y": "giP3MHm5z7JSTAr_MpLHVYKo8UtVr3vDy0udPYLaKCY"
+        }]}),
+        algorithms: vec!["ES256".into(), "RS256".into()],
+        audience: Some("https://hooks.example.com/hooks/a2a".into()),
+    });
+    configs.push((a2a_jwt, "tok"));
     configs
         .into_iter()
         .map(|(config, secret)| Source {
