@@ -134,7 +134,7 @@ mod tests {
                 .reason,
             "signature_mismatch"
         );
-        for bad in ["sha256=00", "v1=zz", &vec![sig.as_str(); 9].join(",")] {
+        for bad in ["sha256=00", "v1=zz", &[sig.as_str(); 9].join(",")] {
             let e = verifier(&[&v.secret])
                 .verify(&headers([("X-PagerDuty-Signature", bad)]), body)
                 .unwrap_err();
