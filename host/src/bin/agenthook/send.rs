@@ -440,6 +440,114 @@ mod tests {
     }
 
     #[test]
+    fn newer_schemes_take_their_flags() {
+        let args = parse(&[
+            "--source",
+            "sms",
+            "--scheme",
+            "twilio",
+            "--secret",
+            "tok",
+            "--url",
+            "http://127.0.0.1:9999/hooks/sms",
+            "p.form",
+        ]);
+        let (source, _) = source_and_secret(&args).unwrap();
+        assert_eq!(
+            source.standard.public_url.as_deref(),
+            Some("http://127.0.0.1:9999")
+        );
+        let args = parse(&[
+            "--source",
+            "sms",
+            "--scheme",
+            "twilio",
+            "--secret",
+            "tok",
+            "--public-url",
+            "https://hooks.example.com/",
+            "p.form",
+        ]);
+        let (source, _) = source_and_secret(&args).unwrap();
+        assert_eq!(
+            source.standard.public_url.as_deref(),
+            Some("https://hooks.example.com")
+        );
+        let args = parse(&[
+            "--source",
+            "ce",
+            "--scheme",
+            "cloudevents",
+            "--secret",
+            "u:p",
+            "--auth",
+            "basic",
+            "p.json",
+        ]);
+        let (source, _) = source_and_secret(&args).unwrap();
+        assert_eq!(source.standard.auth, Some(CloudEventsAuth::Basic));
+        let args = parse(&[
+            "--source",
+            "a",
+            "--scheme",
+            "bearer",
+            "--secret",
+            "t",
+            "--id-header",
+            "X-Id",
+            "--type-pointer",
+            "/status",
+            "p.json",
+        ]);
+        let (source, _) = source_and_secret(&args).unwrap();
+        assert_eq!(source.standard.id, Some(Locator::Header("X-Id".into())));
+        assert_eq!(
+            source.standard.event_type,
+            Some(Locator::Pointer("/status".into()))
+        );
+        for bad in [
+            &[
+                "--source", "s", "--scheme", "stripe", "--secret", "x", "--auth", "basic", "p",
+            ][..],
+            &[
+                "--source",
+                "s",
+                "--scheme",
+                "github",
+                "--secret",
+                "x",
+                "--public-url",
+                "https://a.example",
+                "p",
+            ],
+            &[
+                "--source",
+                "s",
+                "--scheme",
+                "bearer",
+                "--secret",
+                "x",
+                "--signature-header",
+                "X",
+                "p",
+            ],
+            &[
+                "--source",
+                "s",
+                "--scheme",
+                "discord",
+                "--secret",
+                "x",
+                "--id-header",
+                "X",
+                "p",
+            ],
+        ] {
+            assert!(source_and_secret(&parse(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn shell_quoting() {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
