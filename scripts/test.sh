@@ -8,7 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rustup target add wasm32-wasip2
 # The email tests talk to a real SMTP server process (tests/e2e/smtp_sink.py); the
 # metrics test parses /metrics with the Prometheus project's own Python parser.
-python3 -m pip install --quiet aiosmtpd prometheus-client
+# The senders tests (tests/e2e/standards.rs) sign with the senders' own libraries:
+# twilio's RequestValidator, the CloudEvents SDK, the A2A SDK (with a PyJWT token).
+python3 -m pip install --quiet aiosmtpd prometheus-client twilio cloudevents a2a-sdk pyjwt cryptography
 # The console's browser test drives Debian's chromium with Playwright for Python
 # (Playwright downloads no browser). This script installs both, so the test is required
 # here; run `cargo test` directly to have it skipped, with a notice, where chromium is

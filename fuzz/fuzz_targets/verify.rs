@@ -39,4 +39,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(r.status.is_client_error(), "{r:?}");
         assert!(!r.message.is_empty());
     }
+    // The CloudEvents OPTIONS handshake reads the same headers.
+    if let Some(Err(r)) = source.verifier.handshake(&headers) {
+        assert!(r.status.is_client_error(), "{r:?}");
+    }
 });

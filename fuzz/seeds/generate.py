@@ -1,6 +1,6 @@
 """Seed inputs for the fuzz targets: a correctly signed request per scheme, in the
 targets' input formats (see fuzz_targets/*.rs). Run: python3 seeds/generate.py"""
-import hmac, hashlib, base64, os
+import hmac, hashlib, base64, os, urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOW=1700000000
 out=os.path.join(HERE, 'verify')
@@ -40,15 +40,46 @@ seed("shopify", 4, [("x-shopify-hmac-sha256",sig),("x-shopify-webhook-id","wh-1"
 # 5 hmac-sha256 default: x-signature hex over body
 body=b'{"n":4}'
 seed("hmac-default", 5, [("x-signature",H(b"s3cret", body).hexdigest())], body)
-# 6 hmac2: x-sig v1=<b64> over {ts}.{id}.{body}, id x-id, type /type
+# 15 hmac2: x-sig v1=<b64> over {ts}.{id}.{body}, id x-id, type /type
 body=b'{"type":"order.paid","n":5}'
 sig=base64.b64encode(H(b"k", ts.encode()+b".id-1."+body).digest()).decode()
-seed("hmac-template", 6, [("x-sig","v1="+sig),("x-ts",ts),("x-id","id-1")], body)
-# 7 ed: v1a (not signable here without a library): a malformed-but-shaped one
-seed("ed", 7, [("webhook-id","msg_p5jXN8AQM9LWM0D4loKWxJek"),("webhook-timestamp","1614265330"),("webhook-signature","v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==")], b'{"test": 2432232314}')
+seed("hmac-template", 15, [("x-sig","v1="+sig),("x-ts",ts),("x-id","id-1")], body)
+# 16 ed: v1a (not signable here without a library): a malformed-but-shaped one
+seed("ed", 16, [("webhook-id","msg_p5jXN8AQM9LWM0D4loKWxJek"),("webhook-timestamp","1614265330"),("webhook-signature","v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==")], b'{"test": 2432232314}')
+# 6 bearer (id /id, type x-kind), 7 basic
+body=b'{"id":"g-1","status":"firing"}'
+seed("bearer", 6, [("authorization","Bearer s3cret"),("x-kind","firing")], body)
+seed("basic", 7, [("authorization","Basic "+base64.b64encode(b"user:pass").decode())], body)
+# 8 cloudevents: binary, structured, batch; and the OPTIONS handshake's header
+seed("ce-binary", 8, [("authorization","Bearer s3cret"),("ce-specversion","1.0"),("ce-id","1"),("ce-source","/s"),("ce-type","a.b"),("webhook-request-origin","example.com")], b'{"n":1}')
+seed("ce-structured", 8, [("authorization","Bearer s3cret"),("content-type","application/cloudevents+json")], b'{"specversion":"1.0","id":"1","source":"/s","type":"a.b","data":{"n":1}}')
+seed("ce-batch", 8, [("authorization","Bearer s3cret"),("content-type","application/cloudevents-batch+json")], b'[{"specversion":"1.0","id":"1","source":"/s","type":"a.b"},{"specversion":"1.0","id":"2","source":"/s","type":"a.c","data":[1,{"x":"],"}]}]')
+# 9 twilio: the URL is public_url + "/" (the verify target checks the path "/")
+body=b'MessageSid=SM1&SmsStatus=received&Body=hi+there'
+params=sorted(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+signed=("https://hooks.example.com/"+"".join(k+v for k,v in params)).encode()
+seed("twilio", 9, [("x-twilio-signature",base64.b64encode(hmac.new(b"s3cret", signed, hashlib.sha1).digest()).decode())], body)
+# 10 discord: Ed25519 (RFC 8032 test 1 key) over timestamp + body
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+key=Ed25519PrivateKey.from_private_bytes(bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
+for n, body in [("discord-ping", b'{"type":1,"id":"1"}'), ("discord-command", b'{"type":2,"id":"2","data":{"name":"x"}}')]:
+    seed(n, 10, [("x-signature-ed25519",key.sign(ts.encode()+body).hex()),("x-signature-timestamp",ts)], body)
+# 11 pagerduty
+body=b'{"event":{"id":"E1","event_type":"incident.triggered"}}'
+seed("pagerduty", 11, [("x-pagerduty-signature","v1=00,v1="+H(b"s3cret", body).hexdigest())], body)
+# 12 linear
+body=('{"type":"Issue","action":"create","webhookTimestamp":%d000}' % NOW).encode()
+seed("linear", 12, [("linear-signature",H(b"s3cret", body).hexdigest()),("linear-delivery","d-1")], body)
+# 13 a2a (token only)
+seed("a2a", 13, [("x-a2a-notification-token","s3cret")], b'{"statusUpdate":{"taskId":"t","status":{"state":"TASK_STATE_WORKING","timestamp":"x"}}}')
+# 14 mcp-events: Standard Webhooks + X-MCP-Subscription-Id
+key=base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+for n, body in [("mcp-event", b'{"eventId":"e1","name":"a.b","data":{}}'), ("mcp-verification", b'{"type":"verification","challenge":"c"}')]:
+    sig=base64.b64encode(H(key, b"msg_1."+ts.encode()+b"."+body).digest()).decode()
+    seed(n, 14, [("webhook-id","msg_1"),("webhook-timestamp",ts),("webhook-signature","v1,"+sig),("x-mcp-subscription-id","sub_1")], body)
 # signed target seeds: [sel, skew, id_len, type_len] + id + type + body
 so=os.path.join(HERE, 'signed')
-for sel in range(8):
+for sel in range(20):
     for n,(i,t,b) in enumerate([(b"evt_1", b"a.b", b'{"type":"x","n":1,"event":{"type":"y"}}'),
                                 (b"", b"", b'command=%2Fx&text=y'),
                                 (b"id", b"orders/create", b'{"order":{"total":1},"s":"aaa"}')]):

@@ -55,6 +55,30 @@ impl Event {
     pub fn body_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()
     }
+
+    /// The body's fields, for a form-encoded body (`application/x-www-form-urlencoded`:
+    /// Twilio, Slack slash commands): each `(name, value)` decoded (`+` and `%XX`), in
+    /// the order sent, repeated names kept. The body itself stays as received.
+    ///
+    /// A body that is not UTF-8 text is no form, and never will be: a permanent error.
+    pub fn form(&self) -> Result<Vec<(String, String)>, HandlerError> {
+        if self.body_str().is_none() {
+            return Err(HandlerError::permanent(
+                "event body is not a form: it is not UTF-8 text",
+            ));
+        }
+        Ok(form_urlencoded::parse(&self.body).into_owned().collect())
+    }
+
+    /// The first value of form field `name` (case-sensitive, as forms are), if the
+    /// body is a form that has it.
+    pub fn form_field(&self, name: &str) -> Option<String> {
+        self.form()
+            .ok()?
+            .into_iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+    }
 }
 
 impl From<wit::Event> for Event {
@@ -144,6 +168,27 @@ mod tests {
     fn body_str_is_none_for_binary() {
         assert_eq!(event(b"hello").body_str(), Some("hello"));
         assert_eq!(event(&[0xff, 0xfe]).body_str(), None);
+    }
+
+    #[test]
+    fn form_fields_are_decoded_in_order() {
+        // Twilio's documented incoming-call fields, as Twilio encodes them.
+        let ev = event(
+            b"CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Body=hello+there&Body=again&Empty=",
+        );
+        let form = ev.form().unwrap();
+        assert_eq!(form.len(), 5);
+        assert_eq!(form[1], ("Caller".into(), "+12349013030".into()));
+        assert_eq!(ev.form_field("Body").as_deref(), Some("hello there"));
+        assert_eq!(ev.form_field("Empty").as_deref(), Some(""));
+        assert_eq!(ev.form_field("body"), None);
+        assert_eq!(
+            ev.body,
+            b"CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Body=hello+there&Body=again&Empty="
+        );
+        let err = event(&[0xff, b'=', b'1']).form().unwrap_err();
+        assert!(!err.is_retry());
+        assert_eq!(event(&[0xff]).form_field("a"), None);
     }
 
     #[test]

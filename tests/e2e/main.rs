@@ -24,4 +24,5 @@ mod scaffold;
 mod secrets;
 mod senders;
 mod servers;
+mod standards;
 mod tools;

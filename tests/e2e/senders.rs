@@ -73,15 +73,15 @@ secrets = ["e2e-orders-secret"]
 }
 
 /// What one run of `agenthook send` did.
-struct Sent {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Sent {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Sent {
     /// The host's JSON answer (the line after the status).
-    fn answer(&self) -> Value {
+    pub(crate) fn answer(&self) -> Value {
         self.stdout
             .lines()
             .nth(1)
@@ -91,7 +91,13 @@ impl Sent {
 }
 
 /// Run the real `agenthook send` against `host` with a payload written to a file.
-async fn send(host: &TestHost, env: &TestEnv, source: &str, payload: &[u8], args: &[&str]) -> Sent {
+pub(crate) async fn send(
+    host: &TestHost,
+    env: &TestEnv,
+    source: &str,
+    payload: &[u8],
+    args: &[&str],
+) -> Sent {
     let file = env
         .dir
         .path()
@@ -120,14 +126,14 @@ fn rand_suffix() -> String {
 }
 
 /// The stored event of `source` with the sender's id `event_id`.
-async fn stored(host: &TestHost, source: &str, event_id: &str) -> Option<Value> {
+pub(crate) async fn stored(host: &TestHost, source: &str, event_id: &str) -> Option<Value> {
     host.all_events()
         .await
         .into_iter()
         .find(|e| e["source"] == source && e["event_id"] == event_id)
 }
 
-async fn expect_stored(
+pub(crate) async fn expect_stored(
     host: &TestHost,
     sent: &Sent,
     source: &str,

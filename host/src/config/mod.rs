@@ -15,6 +15,7 @@ mod plugins;
 mod secret;
 mod server;
 mod sources;
+mod standards;
 mod store;
 mod telemetry;
 
@@ -35,6 +36,7 @@ pub use sources::{
     DEFAULT_TOLERANCE_SECS, HmacConfig, Locator, SchemaRule, Scheme, SignatureEncoding,
     SourceConfig,
 };
+pub use standards::{CloudEventsAuth, JWT_ALGORITHMS, JwtSettings, StandardSettings};
 pub use store::{NatsConfig, StoreBackend, StoreConfig, parse_duration_ms};
 pub use telemetry::{OtlpProtocol, TelemetryConfig};
 

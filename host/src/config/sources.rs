@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::standards::{RawStandard, StandardSettings};
 use super::{ConfigError, Secret, validate_name};
 
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
@@ -35,6 +36,9 @@ pub struct SourceConfig {
     pub keep_headers: Vec<String>,
     /// Header names (lower-case) dropped besides the default ones.
     pub drop_headers: Vec<String>,
+    /// The settings only some of the newer schemes use (token auth's id and type,
+    /// CloudEvents' handshake, Twilio's URL, A2A's JWT checks).
+    pub standard: StandardSettings,
 }
 
 impl SourceConfig {
@@ -51,6 +55,7 @@ impl SourceConfig {
             max_per_second: None,
             keep_headers: Vec::new(),
             drop_headers: Vec::new(),
+            standard: StandardSettings::default(),
         }
     }
 }
@@ -72,17 +77,45 @@ pub enum Scheme {
     Shopify,
     /// Any sender that signs with HMAC-SHA256, described by [`HmacConfig`].
     HmacSha256,
+    /// A sender that cannot sign: `Authorization: Bearer <token>`.
+    Bearer,
+    /// A sender that cannot sign: `Authorization: Basic <user:password>`.
+    Basic,
+    /// CloudEvents over HTTP (binary, structured and batch mode), with token or
+    /// Standard Webhooks authentication.
+    Cloudevents,
+    /// Twilio: `X-Twilio-Signature`, HMAC-SHA1 over the URL and sorted form fields.
+    Twilio,
+    /// Discord interactions: Ed25519 over timestamp + body; `PING` answered `PONG`.
+    Discord,
+    /// PagerDuty v3 webhooks: `X-PagerDuty-Signature: v1=..`.
+    Pagerduty,
+    /// Linear: `Linear-Signature` (hex HMAC-SHA256) and a signed `webhookTimestamp`.
+    Linear,
+    /// A2A push notifications: the notification token, and a JWT where configured.
+    A2a,
+    /// MCP event webhooks (draft): Standard Webhooks signed, with the subscription id.
+    McpEvents,
 }
 
 impl Scheme {
     /// Every scheme, in the order the docs list them.
-    pub const ALL: [Scheme; 6] = [
+    pub const ALL: [Scheme; 15] = [
         Scheme::StandardWebhooks,
         Scheme::Stripe,
         Scheme::Github,
         Scheme::Slack,
         Scheme::Shopify,
         Scheme::HmacSha256,
+        Scheme::Bearer,
+        Scheme::Basic,
+        Scheme::Cloudevents,
+        Scheme::Twilio,
+        Scheme::Discord,
+        Scheme::Pagerduty,
+        Scheme::Linear,
+        Scheme::A2a,
+        Scheme::McpEvents,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,16 +126,39 @@ impl Scheme {
             Scheme::Slack => "slack",
             Scheme::Shopify => "shopify",
             Scheme::HmacSha256 => "hmac-sha256",
+            Scheme::Bearer => "bearer",
+            Scheme::Basic => "basic",
+            Scheme::Cloudevents => "cloudevents",
+            Scheme::Twilio => "twilio",
+            Scheme::Discord => "discord",
+            Scheme::Pagerduty => "pagerduty",
+            Scheme::Linear => "linear",
+            Scheme::A2a => "a2a",
+            Scheme::McpEvents => "mcp-events",
         }
     }
 
     /// Whether the sender signs a timestamp, so that `tolerance_secs` means something.
-    /// (`hmac-sha256` does when it has a `timestamp_header`.)
+    /// (`hmac-sha256` does when it has a `timestamp_header`, `cloudevents` with
+    /// `auth = "standard-webhooks"`; for `a2a` it is the JWT's `iat` replay window.)
     pub fn signs_timestamp(self) -> bool {
         matches!(
             self,
-            Scheme::StandardWebhooks | Scheme::Stripe | Scheme::Slack | Scheme::HmacSha256
+            Scheme::StandardWebhooks
+                | Scheme::Stripe
+                | Scheme::Slack
+                | Scheme::HmacSha256
+                | Scheme::Cloudevents
+                | Scheme::Discord
+                | Scheme::Linear
+                | Scheme::A2a
+                | Scheme::McpEvents
         )
+    }
+
+    /// Whether the scheme reads the event id and type from `id_*`/`type_*` settings.
+    pub fn locates_id_and_type(self) -> bool {
+        matches!(self, Scheme::HmacSha256 | Scheme::Bearer | Scheme::Basic)
     }
 }
 
@@ -208,6 +264,14 @@ pub(super) struct RawSource {
     id_pointer: Option<String>,
     type_header: Option<String>,
     type_pointer: Option<String>,
+    // the newer schemes' own settings (see `standards`):
+    auth: Option<super::CloudEventsAuth>,
+    allowed_origins: Option<Vec<String>>,
+    allowed_rate: Option<u32>,
+    public_url: Option<String>,
+    jwks: Option<String>,
+    jwt_algorithms: Option<Vec<String>>,
+    jwt_audience: Option<String>,
 }
 
 impl RawSource {
@@ -232,10 +296,16 @@ impl RawSource {
             .map(|(i, s)| Secret::resolve(s, &format!("{field}.secrets[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let locates = scheme.locates_id_and_type();
         let hmac = if scheme == Scheme::HmacSha256 {
             Some(self.hmac_config(&field)?)
         } else {
-            if let Some(key) = self.hmac_keys().find(|(_, set)| *set).map(|(k, _)| k) {
+            let used = |key: &str| locates && (key.starts_with("id_") || key.starts_with("type_"));
+            if let Some(key) = self
+                .hmac_keys()
+                .find(|(k, set)| *set && !used(k))
+                .map(|(k, _)| k)
+            {
                 return Err(ConfigError::invalid(
                     format!("{field}.{key}"),
                     format!(
@@ -246,8 +316,25 @@ impl RawSource {
             }
             None
         };
+        let (id, event_type) = match scheme {
+            Scheme::Bearer | Scheme::Basic => self.locators(&field)?,
+            _ => (None, None),
+        };
+        let standard = RawStandard {
+            auth: self.auth,
+            allowed_origins: self.allowed_origins.clone(),
+            allowed_rate: self.allowed_rate,
+            public_url: self.public_url.clone(),
+            jwks: self.jwks.clone(),
+            jwt_algorithms: self.jwt_algorithms.clone(),
+            jwt_audience: self.jwt_audience.clone(),
+        }
+        .resolve(&field, scheme, id, event_type)?;
         let timestamped = match &hmac {
             Some(h) => h.timestamp_header.is_some(),
+            None if scheme == Scheme::Cloudevents => {
+                standard.auth == Some(super::CloudEventsAuth::StandardWebhooks)
+            }
             None => scheme.signs_timestamp(),
         };
         let tolerance_secs = match self.tolerance_secs {
@@ -316,7 +403,27 @@ impl RawSource {
             max_per_second: self.max_per_second,
             keep_headers,
             drop_headers,
+            standard,
         })
+    }
+
+    /// `id_header`/`id_pointer` and `type_header`/`type_pointer`: at most one of each.
+    fn locators(&self, field: &str) -> Result<(Option<Locator>, Option<Locator>), ConfigError> {
+        let locator =
+            |header: &Option<String>, pointer: &Option<String>, what: &str| match (header, pointer)
+            {
+                (Some(_), Some(_)) => Err(ConfigError::invalid(
+                    format!("{field}.{what}_pointer"),
+                    format!("give {what}_header or {what}_pointer, not both"),
+                )),
+                (Some(h), None) => Ok(Some(Locator::Header(h.clone()))),
+                (None, Some(p)) => Ok(Some(Locator::Pointer(p.clone()))),
+                (None, None) => Ok(None),
+            };
+        Ok((
+            locator(&self.id_header, &self.id_pointer, "id")?,
+            locator(&self.type_header, &self.type_pointer, "type")?,
+        ))
     }
 
     /// The `hmac-sha256` settings, each with whether it was given.
@@ -342,17 +449,7 @@ impl RawSource {
                 "scheme = \"hmac-sha256\" needs the name of the header that carries the signature",
             ));
         };
-        let locator =
-            |header: &Option<String>, pointer: &Option<String>, what: &str| match (header, pointer)
-            {
-                (Some(_), Some(_)) => Err(ConfigError::invalid(
-                    format!("{field}.{what}_pointer"),
-                    format!("give {what}_header or {what}_pointer, not both"),
-                )),
-                (Some(h), None) => Ok(Some(Locator::Header(h.clone()))),
-                (None, Some(p)) => Ok(Some(Locator::Pointer(p.clone()))),
-                (None, None) => Ok(None),
-            };
+        let (id, event_type) = self.locators(field)?;
         Ok(HmacConfig {
             signature_header: signature_header.clone(),
             signature_prefix: self.signature_prefix.clone().unwrap_or_default(),
@@ -362,8 +459,8 @@ impl RawSource {
                 .signed_payload
                 .clone()
                 .unwrap_or_else(|| "{body}".into()),
-            id: locator(&self.id_header, &self.id_pointer, "id")?,
-            event_type: locator(&self.type_header, &self.type_pointer, "type")?,
+            id,
+            event_type,
         })
     }
 }
@@ -428,6 +525,7 @@ mod tests {
         for scheme in Scheme::ALL {
             let extra = match scheme {
                 Scheme::HmacSha256 => "signature_header = \"X-Sig\"\n",
+                Scheme::Twilio => "public_url = \"https://hooks.example.com\"\n",
                 _ => "",
             };
             let secret = match scheme {
@@ -599,6 +697,140 @@ tolerance_secs = 60
             .to_string();
             assert!(e.contains(field), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_newer_schemes_settings_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
+        let c = parse(&format!(
+            r#"[sources.alerts]
+scheme = "bearer"
+secrets = ["t1", "t2"]
+id_pointer = "/groupKey"
+type_header = "X-Kind"
+
+[sources.ce]
+scheme = "cloudevents"
+auth = "standard-webhooks"
+secrets = ["whsec_eA=="]
+allowed_origins = ["eventgrid.azure.net", "*"]
+allowed_rate = 60
+tolerance_secs = 30
+
+[sources.sms]
+scheme = "twilio"
+secrets = ["tok"]
+public_url = "https://hooks.example.com:8443"
+
+[sources.agents]
+scheme = "a2a"
+secrets = ["tok"]
+jwks = "file:{}"
+jwt_algorithms = ["ES256"]
+jwt_audience = "https://hooks.example.com/hooks/agents"
+"#,
+            jwks.display()
+        ))
+        .unwrap();
+        let alerts = &c.sources["alerts"].standard;
+        assert_eq!(alerts.id, Some(Locator::Pointer("/groupKey".into())));
+        assert_eq!(alerts.event_type, Some(Locator::Header("X-Kind".into())));
+        let ce = &c.sources["ce"];
+        assert_eq!(
+            ce.standard.auth,
+            Some(super::super::CloudEventsAuth::StandardWebhooks)
+        );
+        assert_eq!(ce.standard.allowed_origins.len(), 2);
+        assert_eq!(ce.tolerance_secs, 30);
+        assert_eq!(
+            c.sources["sms"].standard.public_url.as_deref(),
+            Some("https://hooks.example.com:8443")
+        );
+        let jwt = c.sources["agents"].standard.jwt.as_ref().unwrap();
+        assert_eq!(jwt.algorithms, ["ES256"]);
+    }
+
+    #[test]
+    fn the_newer_schemes_bad_settings_name_the_field() {
+        for (text, field) in [
+            (
+                "scheme = \"stripe\"\nsecrets = [\"s\"]\nallowed_origins = [\"a.example\"]",
+                "sources.a.allowed_origins",
+            ),
+            (
+                "scheme = \"github\"\nsecrets = [\"s\"]\npublic_url = \"https://x.example\"",
+                "sources.a.public_url",
+            ),
+            (
+                "scheme = \"bearer\"\nsecrets = [\"s\"]\nauth = \"basic\"",
+                "sources.a.auth",
+            ),
+            (
+                "scheme = \"bearer\"\nsecrets = [\"s\"]\nsignature_header = \"X\"",
+                "sources.a.signature_header",
+            ),
+            (
+                "scheme = \"bearer\"\nsecrets = [\"s\"]\ntolerance_secs = 5",
+                "sources.a.tolerance_secs",
+            ),
+            (
+                "scheme = \"cloudevents\"\nsecrets = [\"s\"]\ntolerance_secs = 5",
+                "sources.a.tolerance_secs",
+            ),
+            (
+                "scheme = \"cloudevents\"\nsecrets = [\"s\"]\nallowed_origins = [\"a b\"]",
+                "sources.a.allowed_origins[0]",
+            ),
+            (
+                "scheme = \"cloudevents\"\nsecrets = [\"s\"]\nallowed_rate = 0",
+                "sources.a.allowed_rate",
+            ),
+            (
+                "scheme = \"twilio\"\nsecrets = [\"s\"]",
+                "sources.a.public_url",
+            ),
+            (
+                "scheme = \"twilio\"\nsecrets = [\"s\"]\npublic_url = \"https://x.example/hooks\"",
+                "sources.a.public_url",
+            ),
+            (
+                "scheme = \"twilio\"\nsecrets = [\"s\"]\npublic_url = \"ftp://x.example\"",
+                "sources.a.public_url",
+            ),
+            (
+                "scheme = \"a2a\"\nsecrets = [\"s\"]\njwks = \"jwks.json\"",
+                "sources.a.jwks",
+            ),
+            (
+                "scheme = \"a2a\"\nsecrets = [\"s\"]\njwks = \"file:/nonexistent/jwks.json\"",
+                "sources.a.jwks",
+            ),
+            (
+                "scheme = \"a2a\"\nsecrets = [\"s\"]\njwt_audience = \"x\"",
+                "sources.a.jwt_audience",
+            ),
+            (
+                "scheme = \"stripe\"\nsecrets = [\"s\"]\njwt_algorithms = [\"ES256\"]",
+                "sources.a.jwt_algorithms",
+            ),
+        ] {
+            let e = parse(&format!("[sources.a]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
+        let e = parse(&format!(
+            "[sources.a]\nscheme = \"a2a\"\nsecrets = [\"s\"]\njwks = \"file:{}\"\njwt_algorithms = [\"HS256\"]\n",
+            jwks.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sources.a.jwt_algorithms[0]"), "{e}");
     }
 
     #[test]

@@ -10,10 +10,19 @@
 //! event, nothing refused here is stored, and no secret or computed signature is ever
 //! logged or sent back.
 
+pub mod a2a;
+pub mod basic;
+pub mod bearer;
 mod body;
+pub mod cloudevents;
+pub mod credentials;
+pub mod discord;
 pub mod github;
 pub mod headers;
 pub mod hmac;
+pub mod linear;
+pub mod mcp_events;
+pub mod pagerduty;
 #[cfg(test)]
 mod proptests;
 mod rate;
@@ -24,6 +33,7 @@ pub mod standard_webhooks;
 pub mod stripe;
 #[cfg(test)]
 mod testdata;
+pub mod twilio;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -56,9 +66,21 @@ pub struct Verified {
 pub enum Accepted {
     /// An event to store and dispatch.
     Event(Verified),
+    /// Several events in one request (a CloudEvents batch), each stored on its own
+    /// with its own body and deduplicated on its own id.
+    Batch(Vec<Entry>),
     /// A handshake the sender expects answered, not stored: Slack's `url_verification`
     /// (the challenge to echo back).
     Challenge(String),
+    /// A handshake answered with this JSON, not stored (Discord's `PING` → `PONG`).
+    Reply(Value),
+}
+
+/// One event of a batch: what it is and the bytes stored for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub verified: Verified,
+    pub body: Vec<u8>,
 }
 
 /// Why a request was refused: the status, a stable machine-readable reason, and a
@@ -124,6 +146,15 @@ enum SchemeVerifier {
     Slack(slack::Verifier),
     Shopify(shopify::Verifier),
     Hmac(hmac::Verifier),
+    Bearer(bearer::Verifier),
+    Basic(basic::Verifier),
+    CloudEvents(cloudevents::Verifier),
+    Twilio(twilio::Verifier),
+    Discord(discord::Verifier),
+    PagerDuty(pagerduty::Verifier),
+    Linear(linear::Verifier),
+    A2a(a2a::Verifier),
+    McpEvents(mcp_events::Verifier),
 }
 
 impl Verifier {
@@ -139,6 +170,15 @@ impl Verifier {
             Scheme::Slack => SchemeVerifier::Slack(slack::Verifier::new(source)?),
             Scheme::Shopify => SchemeVerifier::Shopify(shopify::Verifier::new(source)?),
             Scheme::HmacSha256 => SchemeVerifier::Hmac(hmac::Verifier::new(source)?),
+            Scheme::Bearer => SchemeVerifier::Bearer(bearer::Verifier::new(source)?),
+            Scheme::Basic => SchemeVerifier::Basic(basic::Verifier::new(source)?),
+            Scheme::Cloudevents => SchemeVerifier::CloudEvents(cloudevents::Verifier::new(source)?),
+            Scheme::Twilio => SchemeVerifier::Twilio(twilio::Verifier::new(source)?),
+            Scheme::Discord => SchemeVerifier::Discord(discord::Verifier::new(source)?),
+            Scheme::Pagerduty => SchemeVerifier::PagerDuty(pagerduty::Verifier::new(source)?),
+            Scheme::Linear => SchemeVerifier::Linear(linear::Verifier::new(source)?),
+            Scheme::A2a => SchemeVerifier::A2a(a2a::Verifier::new(source)?),
+            Scheme::McpEvents => SchemeVerifier::McpEvents(mcp_events::Verifier::new(source)?),
         };
         let headers = headers::HeaderFilter::new(source, scheme.signature_headers())?;
         Ok(Verifier {
@@ -156,8 +196,20 @@ impl Verifier {
 
     /// Verify a request's raw headers and body as received. `now_secs` is the current
     /// Unix time (injected so tests can pin it). Never panics, whatever the input.
+    /// (Twilio signs the request's URL too: see [`Verifier::verify_at`].)
     pub fn verify(
         &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<Accepted, Rejection> {
+        self.verify_at(&http::Uri::from_static("/"), headers, body, now_secs)
+    }
+
+    /// [`Verifier::verify`] of a request sent to `uri` (its path and query).
+    pub fn verify_at(
+        &self,
+        uri: &http::Uri,
         headers: &HeaderMap,
         body: &[u8],
         now_secs: i64,
@@ -172,13 +224,59 @@ impl Verifier {
             },
             SchemeVerifier::Shopify(v) => v.verify(headers, body)?,
             SchemeVerifier::Hmac(v) => v.verify(headers, body, now_secs)?,
+            SchemeVerifier::Bearer(v) => v.verify(headers, body)?,
+            SchemeVerifier::Basic(v) => v.verify(headers, body)?,
+            SchemeVerifier::CloudEvents(v) => match v.verify(headers, body, now_secs)? {
+                Accepted::Event(e) => e,
+                Accepted::Batch(entries) => {
+                    for entry in &entries {
+                        self.schemas
+                            .check(&entry.verified.event_type, &entry.body, false)?;
+                    }
+                    return Ok(Accepted::Batch(entries));
+                }
+                other => return Ok(other),
+            },
+            SchemeVerifier::Twilio(v) => v.verify(uri, headers, body)?,
+            SchemeVerifier::Discord(v) => match v.verify(headers, body, now_secs)? {
+                Accepted::Event(e) => e,
+                other => return Ok(other),
+            },
+            SchemeVerifier::PagerDuty(v) => v.verify(headers, body)?,
+            SchemeVerifier::Linear(v) => v.verify(headers, body, now_secs)?,
+            SchemeVerifier::A2a(v) => v.verify(headers, body, now_secs)?,
+            SchemeVerifier::McpEvents(v) => match v.verify(headers, body, now_secs)? {
+                Accepted::Event(e) => e,
+                other => return Ok(other),
+            },
         };
         let forms = matches!(
             self.scheme,
-            SchemeVerifier::Github(_) | SchemeVerifier::Slack(_)
+            SchemeVerifier::Github(_) | SchemeVerifier::Slack(_) | SchemeVerifier::Twilio(_)
         );
         self.schemas.check(&verified.event_type, body, forms)?;
         Ok(Accepted::Event(verified))
+    }
+
+    /// The answer to a stored (or duplicate) event when its sender expects more than
+    /// ingress's own: Discord wants an interaction response.
+    pub fn stored_reply(&self, event_type: &str) -> Option<Value> {
+        match &self.scheme {
+            SchemeVerifier::Discord(_) => discord::deferred_response(event_type),
+            _ => None,
+        }
+    }
+
+    /// The CloudEvents abuse-protection handshake (`OPTIONS`): the headers to answer
+    /// with, or why not. `None`: the source's scheme has no such handshake.
+    pub fn handshake(
+        &self,
+        headers: &HeaderMap,
+    ) -> Option<Result<Vec<(&'static str, String)>, Rejection>> {
+        match &self.scheme {
+            SchemeVerifier::CloudEvents(v) => Some(v.handshake(headers)),
+            _ => None,
+        }
     }
 }
 
@@ -193,6 +291,15 @@ impl SchemeVerifier {
             SchemeVerifier::Slack(_) => slack::SIGNATURE_HEADERS,
             SchemeVerifier::Shopify(_) => shopify::SIGNATURE_HEADERS,
             SchemeVerifier::Hmac(v) => return vec![v.signature_header().as_str().to_string()],
+            SchemeVerifier::Bearer(_) => bearer::SIGNATURE_HEADERS,
+            SchemeVerifier::Basic(_) => basic::SIGNATURE_HEADERS,
+            SchemeVerifier::CloudEvents(_) => cloudevents::SIGNATURE_HEADERS,
+            SchemeVerifier::Twilio(_) => twilio::SIGNATURE_HEADERS,
+            SchemeVerifier::Discord(_) => discord::SIGNATURE_HEADERS,
+            SchemeVerifier::PagerDuty(_) => pagerduty::SIGNATURE_HEADERS,
+            SchemeVerifier::Linear(_) => linear::SIGNATURE_HEADERS,
+            SchemeVerifier::A2a(_) => a2a::SIGNATURE_HEADERS,
+            SchemeVerifier::McpEvents(_) => mcp_events::SIGNATURE_HEADERS,
         };
         fixed.iter().map(|h| h.to_string()).collect()
     }
@@ -286,8 +393,26 @@ pub fn sign(source: &SourceConfig, secret: &Secret, out: &Outgoing) -> Result<Si
             })?;
             hmac::sign(settings, secret.expose(), out)?
         }
+        Scheme::Bearer => bearer::sign(source, secret.expose(), out)?,
+        Scheme::Basic => basic::sign(source, secret.expose(), out)?,
+        Scheme::Cloudevents => cloudevents::sign(source, secret.expose(), out)?,
+        Scheme::Twilio => twilio::sign(source, secret.expose(), out)?,
+        Scheme::Discord => discord::sign(secret.expose(), out)?,
+        Scheme::Pagerduty => pagerduty::sign(secret.expose(), out)?,
+        Scheme::Linear => linear::sign(secret.expose(), out)?,
+        Scheme::A2a => a2a::sign(secret.expose(), out)?,
+        Scheme::McpEvents => mcp_events::sign(secret.expose(), out)?,
     };
     let mut headers = signed.headers;
+    if headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        return Ok(Signed {
+            headers,
+            body: signed.body,
+        });
+    }
     let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&signed.body).is_ok() {
         "application/json"
     } else if std::str::from_utf8(&signed.body).is_ok_and(|s| s.contains('=')) {
@@ -659,6 +784,27 @@ impl Ingress {
 
     /// A request to `/hooks/{source}`: the answer, and the outcome it is counted as.
     async fn hook(self: Arc<Self>, source: &str, req: Request) -> (Response<Body>, &'static str) {
+        let handshake = (req.method() == Method::OPTIONS)
+            .then(|| self.sources.get(source))
+            .flatten()
+            .and_then(|v| v.handshake(req.headers()));
+        if let Some(answer) = handshake {
+            return match answer {
+                Ok(headers) => {
+                    tracing::info!(source, "answered a webhook validation request");
+                    let mut resp = web::json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+                    resp.headers_mut()
+                        .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+                    for (name, value) in headers {
+                        if let Ok(v) = http::HeaderValue::from_str(&value) {
+                            resp.headers_mut().insert(name, v);
+                        }
+                    }
+                    (resp, CHALLENGE)
+                }
+                Err(r) => (web::error(r.status, r.reason, &r.message), r.reason),
+            };
+        }
         if req.method() != Method::POST {
             let mut resp = web::error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -723,10 +869,18 @@ impl Ingress {
         // Signature timestamps are checked against real time (the sender signed with
         // it); the stored event is stamped with the host's clock, which schedules it.
         let now_secs = (now_ms() / 1000) as i64;
-        let verified = match verifier.verify(&parts.headers, &body, now_secs)? {
+        let verified = match verifier.verify_at(&parts.uri, &parts.headers, &body, now_secs)? {
             Accepted::Event(v) => {
                 crate::telemetry::join_event_trace(&tracing::Span::current(), source, &v.event_id);
                 v
+            }
+            Accepted::Batch(entries) => {
+                let headers = verifier.kept_headers(&parts.headers);
+                return self.ingest_batch(source, headers, entries).await;
+            }
+            Accepted::Reply(answer) => {
+                tracing::info!(source, "answered a handshake");
+                return Ok((web::json(StatusCode::OK, &answer), CHALLENGE));
             }
             Accepted::Challenge(challenge) => {
                 tracing::info!(source, "answered a url_verification challenge");
@@ -764,20 +918,18 @@ impl Ingress {
             Ok(Ingested::Stored(id)) => {
                 tracing::Span::current().record("event", id);
                 tracing::info!(event = id, event_id = %verified.event_id, event_type = %verified.event_type, "webhook stored");
-                let resp = web::json(
-                    StatusCode::OK,
-                    &serde_json::json!({"status": "stored", "id": id.to_string()}),
+                let answer = verifier.stored_reply(&verified.event_type).unwrap_or_else(
+                    || serde_json::json!({"status": "stored", "id": id.to_string()}),
                 );
-                Ok((resp, STORED))
+                Ok((web::json(StatusCode::OK, &answer), STORED))
             }
             Ok(Ingested::Duplicate(id)) => {
                 tracing::Span::current().record("event", id);
                 tracing::info!(event = id, event_id = %verified.event_id, "duplicate webhook acknowledged");
-                let resp = web::json(
-                    StatusCode::OK,
-                    &serde_json::json!({"status": "duplicate", "id": id.to_string()}),
+                let answer = verifier.stored_reply(&verified.event_type).unwrap_or_else(
+                    || serde_json::json!({"status": "duplicate", "id": id.to_string()}),
                 );
-                Ok((resp, DUPLICATE))
+                Ok((web::json(StatusCode::OK, &answer), DUPLICATE))
             }
             Err(e) => {
                 tracing::error!(source, error = %e, "could not store a webhook");
@@ -793,6 +945,102 @@ impl Ingress {
                 Ok((resp, "store_unavailable"))
             }
         }
+    }
+}
+
+impl Ingress {
+    /// A verified batch: every entry admitted, then stored concurrently (so they share
+    /// commits), each deduplicated on its own id. The answer lists each entry's
+    /// outcome in order; it is 2xx only once every entry is durable.
+    async fn ingest_batch(
+        &self,
+        source: &str,
+        headers: Vec<(String, String)>,
+        entries: Vec<Entry>,
+    ) -> Result<(Response<Body>, &'static str), Rejection> {
+        // Each entry is stored as one structured event, whatever the batch was sent as.
+        let headers: Vec<(String, String)> = headers
+            .into_iter()
+            .map(|(name, value)| {
+                if name.eq_ignore_ascii_case("content-type") {
+                    (name, "application/cloudevents+json".to_string())
+                } else {
+                    (name, value)
+                }
+            })
+            .collect();
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let plugins = self
+                .registry
+                .subscribers(source, &entry.verified.event_type);
+            self.store.admit(&plugins).map_err(|refusal| {
+                let reason = match refusal {
+                    Refusal::QueueFull(_) => "queue_full",
+                    Refusal::DiskFull { .. } => "disk_full",
+                };
+                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, reason, refusal.to_string())
+                    .retry_after(STORE_RETRY_AFTER_SECS)
+            })?;
+            events.push(NewEvent {
+                meta: EventMeta {
+                    source: source.to_string(),
+                    event_id: entry.verified.event_id,
+                    event_type: entry.verified.event_type,
+                    received_at_ms: self.clock.now_ms(),
+                    headers: headers.clone(),
+                },
+                body: entry.body.into(),
+                plugins,
+            });
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, event) in events.into_iter().enumerate() {
+            let store = self.store.clone();
+            tasks.spawn(async move { (i, store.ingest(event).await) });
+        }
+        let mut results = vec![Value::Null; tasks.len()];
+        let mut any_stored = false;
+        let mut failed = false;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((i, Ok(Ingested::Stored(id)))) => {
+                    any_stored = true;
+                    results[i] = serde_json::json!({"status": "stored", "id": id.to_string()});
+                }
+                Ok((i, Ok(Ingested::Duplicate(id)))) => {
+                    results[i] = serde_json::json!({"status": "duplicate", "id": id.to_string()});
+                }
+                Ok((_, Err(e))) => {
+                    tracing::error!(source, error = %e, "could not store an event of a batch");
+                    failed = true;
+                }
+                Err(e) => {
+                    tracing::error!(source, error = %e, "a batch entry's store task failed");
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            // The sender retries the whole batch; what was stored is deduplicated.
+            return Err(Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "not every event of the batch could be stored; retry later",
+            )
+            .retry_after(STORE_RETRY_AFTER_SECS));
+        }
+        tracing::info!(source, events = results.len(), "webhook batch stored");
+        let (status, outcome) = if any_stored {
+            ("stored", STORED)
+        } else {
+            ("duplicate", DUPLICATE)
+        };
+        let resp = web::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": status, "events": results}),
+        );
+        Ok((resp, outcome))
     }
 }
 

@@ -92,6 +92,22 @@ impl Verifier {
         body: &[u8],
         now_secs: i64,
     ) -> Result<Verified, Rejection> {
+        let event_id = self.authenticate(headers, body, now_secs)?;
+        let doc = super::json(body);
+        Ok(Verified {
+            event_id,
+            event_type: super::json_label(doc.as_ref(), "/type", "`type`")?,
+        })
+    }
+
+    /// Only the signature and timestamp; the `webhook-id` when they hold. CloudEvents
+    /// and MCP event webhooks read the rest of the event themselves.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<String, Rejection> {
         let id = header(headers, "webhook-id", "svix-id")?;
         let ts_text = header(headers, "webhook-timestamp", "svix-timestamp")?;
         let sigs = header(headers, "webhook-signature", "svix-signature")?;
@@ -142,11 +158,7 @@ impl Verifier {
         if !matched {
             return Err(Rejection::signature_mismatch("webhook-signature"));
         }
-        let doc = super::json(body);
-        Ok(Verified {
-            event_id,
-            event_type: super::json_label(doc.as_ref(), "/type", "`type`")?,
-        })
+        Ok(event_id)
     }
 }
 
@@ -174,8 +186,22 @@ pub fn sign(secret: &str, out: &Outgoing) -> Result<Signed, SignError> {
     let id = out
         .event_id
         .map_or_else(|| super::fresh_id("msg_"), str::to_string);
-    let ts = out.timestamp.to_string();
-    let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", &body];
+    Ok(Signed {
+        headers: signature_headers(secret, &id, out.timestamp, &body)?,
+        body,
+    })
+}
+
+/// The `webhook-id`, `webhook-timestamp` and `webhook-signature` headers of `body`.
+pub fn signature_headers(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, SignError> {
+    let id = id.to_string();
+    let ts = timestamp.to_string();
+    let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
     let bad = |message: &str| SignError::Secret {
         scheme: "standard-webhooks",
         message: message.to_string(),
@@ -200,14 +226,11 @@ pub fn sign(secret: &str, out: &Outgoing) -> Result<Signed, SignError> {
             }
         }
     };
-    Ok(Signed {
-        headers: vec![
-            ("webhook-id".into(), id),
-            ("webhook-timestamp".into(), ts),
-            ("webhook-signature".into(), signature),
-        ],
-        body,
-    })
+    Ok(vec![
+        ("webhook-id".into(), id),
+        ("webhook-timestamp".into(), ts),
+        ("webhook-signature".into(), signature),
+    ])
 }
 
 #[cfg(test)]

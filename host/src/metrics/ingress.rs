@@ -24,13 +24,20 @@ pub const VERIFICATION_REASONS: &[&str] = &[
     "missing_header",
     "malformed_header",
     "duplicate_header",
+    // a2a's JWT checks
+    "unknown_key",
+    "algorithm_not_allowed",
+    "audience_mismatch",
+    "token_expired",
+    "malformed_token",
 ];
 
 /// The event was stored.
 pub const STORED: &str = "stored";
 /// A duplicate of a stored event was acknowledged.
 pub const DUPLICATE: &str = "duplicate";
-/// A handshake (Slack's `url_verification`) was answered.
+/// A handshake (Slack's `url_verification`, Discord's `PING`, MCP's `verification`,
+/// the CloudEvents `OPTIONS` validation) was answered.
 pub const CHALLENGE: &str = "challenge";
 
 /// Every outcome: the accepted ones, then each rejection reason.
@@ -54,6 +61,12 @@ pub const OUTCOMES: &[&str] = &[
     "queue_full",
     "disk_full",
     "method_not_allowed",
+    "unknown_key",
+    "algorithm_not_allowed",
+    "audience_mismatch",
+    "token_expired",
+    "malformed_token",
+    "origin_not_allowed",
 ];
 
 /// Ingress's request counters; clones share them.

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use agenthook::config::{
-    Config, HmacConfig, Locator, Scheme, Secret, SignatureEncoding, SourceConfig,
+    CloudEventsAuth, Config, HmacConfig, Locator, Scheme, Secret, SignatureEncoding, SourceConfig,
 };
 use agenthook::ingress::{self, Outgoing};
 
@@ -23,12 +23,15 @@ pub struct SendArgs {
     /// The source to send to; the URL defaults to http://127.0.0.1:8080/hooks/SOURCE.
     #[arg(long)]
     source: String,
-    /// The sender to imitate: standard-webhooks, stripe, github, slack, shopify or
-    /// hmac-sha256. Not needed with --config.
+    /// The sender to imitate: standard-webhooks, stripe, github, slack, shopify,
+    /// hmac-sha256, bearer, basic, cloudevents, twilio, discord, pagerduty, linear, a2a
+    /// or mcp-events. Not needed with --config.
     #[arg(long)]
     scheme: Option<Scheme>,
     /// The signing secret: literal, env:VAR or file:PATH. For standard-webhooks,
-    /// whsec_... signs v1 (HMAC) and whsk_... (a private key) signs v1a (Ed25519).
+    /// whsec_... signs v1 (HMAC) and whsk_... (a private key) signs v1a (Ed25519);
+    /// for discord, the application's Ed25519 private key seed (64 hex digits); for
+    /// bearer, a2a and cloudevents (bearer auth) the token; for basic, user:password.
     #[arg(long, env = "AGENTHOOK_SEND_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Take the scheme, secret (the first) and hmac-sha256 settings from this host
@@ -50,6 +53,12 @@ pub struct SendArgs {
     /// Sign with this Unix time instead of now (to try the tolerance window).
     #[arg(long)]
     timestamp: Option<i64>,
+    /// cloudevents: how the sender authenticates (as `auth` in the source's config).
+    #[arg(long, value_parser = ["bearer", "basic", "standard-webhooks"])]
+    auth: Option<String>,
+    /// twilio: the scheme and host Twilio calls (as `public_url`); default: --url's.
+    #[arg(long)]
+    public_url: Option<String>,
     #[command(flatten)]
     hmac: HmacArgs,
     /// The payload, exactly as it is sent: a file, or - for stdin.
@@ -228,6 +237,7 @@ fn source_and_secret(args: &SendArgs) -> anyhow::Result<(SourceConfig, Secret)> 
         Some(source) if source.scheme == scheme => source,
         _ => SourceConfig::new(&args.source, scheme, vec![secret.clone()]),
     };
+    apply_standard(args, &mut source)?;
     if scheme == Scheme::HmacSha256 {
         let base = match source.hmac.take() {
             Some(h) if args.config.is_some() => h,
@@ -241,12 +251,66 @@ fn source_and_secret(args: &SendArgs) -> anyhow::Result<(SourceConfig, Secret)> 
         source.hmac = Some(args.hmac.apply(base));
         // The same checks as the host's config load (template, header names).
         ingress::validate_source(&source).map_err(|e| anyhow!("{e}"))?;
+    } else if scheme.locates_id_and_type() {
+        let h = &args.hmac;
+        if h.signature_header.is_some()
+            || h.signature_prefix.is_some()
+            || h.signature_encoding.is_some()
+            || h.timestamp_header.is_some()
+            || h.signed_payload.is_some()
+        {
+            bail!(
+                "the --signature-*/--timestamp-header/--signed-payload options are for --scheme hmac-sha256"
+            );
+        }
+        let base = HmacConfig {
+            id: source.standard.id.take(),
+            event_type: source.standard.event_type.take(),
+            ..HmacConfig::new("unused")
+        };
+        let located = args.hmac.apply(base);
+        source.standard.id = located.id;
+        source.standard.event_type = located.event_type;
+        ingress::validate_source(&source).map_err(|e| anyhow!("{e}"))?;
     } else if args.hmac.any() {
         bail!(
-            "the --signature-*/--timestamp-header/--signed-payload/--id-*/--type-* options are for --scheme hmac-sha256"
+            "the --signature-*/--timestamp-header/--signed-payload options are for --scheme hmac-sha256, --id-*/--type-* for hmac-sha256, bearer and basic"
         );
     }
     Ok((source, secret))
+}
+
+/// `--auth` and `--public-url` (and Twilio's default: the origin of `--url`).
+fn apply_standard(args: &SendArgs, source: &mut SourceConfig) -> anyhow::Result<()> {
+    if let Some(auth) = &args.auth {
+        if source.scheme != Scheme::Cloudevents {
+            bail!("--auth is for --scheme cloudevents");
+        }
+        source.standard.auth = Some(match auth.as_str() {
+            "basic" => CloudEventsAuth::Basic,
+            "standard-webhooks" => CloudEventsAuth::StandardWebhooks,
+            _ => CloudEventsAuth::Bearer,
+        });
+    }
+    if args.public_url.is_some() && source.scheme != Scheme::Twilio {
+        bail!("--public-url is for --scheme twilio");
+    }
+    if source.scheme == Scheme::Twilio {
+        if let Some(url) = &args.public_url {
+            source.standard.public_url = Some(url.trim_end_matches('/').to_string());
+        } else if source.standard.public_url.is_none() {
+            let url = args
+                .url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+            let uri: http::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
+            let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+                bail!("--scheme twilio signs the URL: give --public-url or a full --url");
+            };
+            source.standard.public_url = Some(format!("{scheme}://{authority}"));
+        }
+    }
+    Ok(())
 }
 
 fn read_payload(file: &Path) -> anyhow::Result<Vec<u8>> {
@@ -373,6 +437,114 @@ mod tests {
         assert_eq!(h.event_type, Some(Locator::Header("X-Kind".into())));
         let args = parse(&["--source", "other", "--config", config, "p.json"]);
         assert!(source_and_secret(&args).is_err());
+    }
+
+    #[test]
+    fn newer_schemes_take_their_flags() {
+        let args = parse(&[
+            "--source",
+            "sms",
+            "--scheme",
+            "twilio",
+            "--secret",
+            "tok",
+            "--url",
+            "http://127.0.0.1:9999/hooks/sms",
+            "p.form",
+        ]);
+        let (source, _) = source_and_secret(&args).unwrap();
+        assert_eq!(
+            source.standard.public_url.as_deref(),
+            Some("http://127.0.0.1:9999")
+        );
+        let args = parse(&[
+            "--source",
+            "sms",
+            "--scheme",
+            "twilio",
+            "--secret",
+            "tok",
+            "--public-url",
+            "https://hooks.example.com/",
+            "p.form",
+        ]);
+        let (source, _) = source_and_secret(&args).unwrap();
+        assert_eq!(
+            source.standard.public_url.as_deref(),
+            Some("https://hooks.example.com")
+        );
+        let args = parse(&[
+            "--source",
+            "ce",
+            "--scheme",
+            "cloudevents",
+            "--secret",
+            "u:p",
+            "--auth",
+            "basic",
+            "p.json",
+        ]);
+        let (source, _) = source_and_secret(&args).unwrap();
+        assert_eq!(source.standard.auth, Some(CloudEventsAuth::Basic));
+        let args = parse(&[
+            "--source",
+            "a",
+            "--scheme",
+            "bearer",
+            "--secret",
+            "t",
+            "--id-header",
+            "X-Id",
+            "--type-pointer",
+            "/status",
+            "p.json",
+        ]);
+        let (source, _) = source_and_secret(&args).unwrap();
+        assert_eq!(source.standard.id, Some(Locator::Header("X-Id".into())));
+        assert_eq!(
+            source.standard.event_type,
+            Some(Locator::Pointer("/status".into()))
+        );
+        for bad in [
+            &[
+                "--source", "s", "--scheme", "stripe", "--secret", "x", "--auth", "basic", "p",
+            ][..],
+            &[
+                "--source",
+                "s",
+                "--scheme",
+                "github",
+                "--secret",
+                "x",
+                "--public-url",
+                "https://a.example",
+                "p",
+            ],
+            &[
+                "--source",
+                "s",
+                "--scheme",
+                "bearer",
+                "--secret",
+                "x",
+                "--signature-header",
+                "X",
+                "p",
+            ],
+            &[
+                "--source",
+                "s",
+                "--scheme",
+                "discord",
+                "--secret",
+                "x",
+                "--id-header",
+                "X",
+                "p",
+            ],
+        ] {
+            assert!(source_and_secret(&parse(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct Vector {
     pub headers: BTreeMap<String, String>,
     pub body: String,
     pub public_key: Option<String>,
+    /// The URL the sender signed (Twilio).
+    pub url: Option<String>,
+    /// The sender's private key, for tests that sign more requests (A2A's JWT).
+    pub private_key: Option<String>,
 }
 
 impl Vector {
