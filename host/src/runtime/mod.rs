@@ -12,6 +12,7 @@
 //! within the manifest's memory limit. Compiled code is cached on disk (`cache`).
 
 pub mod cache;
+mod demand;
 pub mod output;
 
 use std::path::PathBuf;
@@ -548,23 +549,24 @@ impl Runtime {
             let instance = plugin.pre.instantiate(&mut store).await?;
             instance.handle(&mut store, event).await
         };
+        let run = demand::Demand::new(run);
+        let demand = run.clock();
         let result = tokio::time::timeout(timeout, run).await;
         let counter = |c: &AtomicU64| {
             c.fetch_add(1, Ordering::Relaxed);
         };
         let (kind, outcome) = match result {
             Err(_) => {
-                // The wall deadline passed. A guest that spent most of it computing is
-                // reported as the CPU hog it is; otherwise the time went to tool calls
-                // or waiting.
-                let state = store.data();
-                let cpu_ms = state.cpu_ticks * EPOCH_TICK.as_millis() as u64;
-                let (kind, reason) = if cpu_ms * 2 >= manifest.limits.timeout_ms {
+                // The wall deadline passed. A guest that spent most of it computing (or
+                // ready to, waiting only for a CPU on a busy host) is reported as the CPU
+                // hog it is; otherwise the time went to tool calls or sleeps.
+                let wanted_ms = demand.wanted_ms();
+                let (kind, reason) = if wanted_ms * 2 >= manifest.limits.timeout_ms {
                     counter(&stats.cpu_deadlines);
                     (
                         "cpu_deadline",
                         format!(
-                            "cpu_deadline: the handler computed for ~{cpu_ms} ms without finishing (limits.timeout_ms = {} ms)",
+                            "cpu_deadline: the handler computed for ~{wanted_ms} ms without finishing (limits.timeout_ms = {} ms)",
                             manifest.limits.timeout_ms
                         ),
                     )
@@ -573,7 +575,7 @@ impl Runtime {
                     (
                         "timeout",
                         format!(
-                            "timeout: the handler ran past limits.timeout_ms ({} ms); ~{cpu_ms} ms of it computing, the rest waiting (tool calls, sleeps)",
+                            "timeout: the handler ran past limits.timeout_ms ({} ms); ~{wanted_ms} ms of it computing, the rest waiting (tool calls, sleeps)",
                             manifest.limits.timeout_ms
                         ),
                     )
