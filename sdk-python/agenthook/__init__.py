@@ -20,7 +20,7 @@ delivery permanently, ``Limited`` and ``Failed`` are retried, unless the handler
 them. Any other exception is retried too, with its traceback in the attempt's logs.
 """
 
-from . import config, email, events, http, kv, log
+from . import config, email, events, http, kv, llm, log
 from ._errors import (
     Denied,
     Failed,
@@ -50,5 +50,6 @@ __all__ = [
     "handler",
     "http",
     "kv",
+    "llm",
     "log",
 ]

@@ -1,6 +1,7 @@
 """The event a handler receives."""
 
 import json
+from urllib.parse import parse_qsl
 from typing import Any, List, Optional, Tuple
 
 from ._errors import Permanent
@@ -76,6 +77,26 @@ class Event:
         name = name.lower()
         for key, value in self.headers:
             if key.lower() == name:
+                return value
+        return None
+
+    def form(self) -> List[Tuple[str, str]]:
+        """The body as form fields (``application/x-www-form-urlencoded``, as Twilio and
+        Slack commands send), decoded, in order, repeats and empty values kept; a body
+        that is not UTF-8 raises :class:`Permanent`."""
+        text = self.text()
+        if text is None:
+            raise Permanent("event body is not a UTF-8 form")
+        return parse_qsl(text, keep_blank_values=True)
+
+    def form_field(self, name: str) -> Optional[str]:
+        """The first value of form field ``name`` (case-sensitive), if the body has it."""
+        try:
+            fields = self.form()
+        except Permanent:
+            return None
+        for key, value in fields:
+            if key == name:
                 return value
         return None
 

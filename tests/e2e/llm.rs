@@ -35,7 +35,7 @@ fn llm_manifest(grant: &str, extra: &str) -> String {
     )
 }
 
-fn provider(name: &str, kind: &str, server: &ApiServer, key: &str) -> String {
+pub(crate) fn provider(name: &str, kind: &str, server: &ApiServer, key: &str) -> String {
     format!(
         "[llm.providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{}/v1\"\napi_key = \"{key}\"\n",
         server.origin()
@@ -53,7 +53,7 @@ fn prompt(req: &Recorded) -> String {
         .to_string()
 }
 
-fn openai_answer(content: &str, input: u32, output: u32) -> Reply {
+pub(crate) fn openai_answer(content: &str, input: u32, output: u32) -> Reply {
     Reply::json(
         200,
         json!({

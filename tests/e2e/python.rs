@@ -53,9 +53,22 @@ async fn python_plugins_use_every_tool_are_denied_what_is_not_granted_and_fail_a
         )
     })
     .await;
+    // A loopback model provider in OpenAI's wire format (the key stays in the host).
+    let model = ApiServer::start(|req, _| {
+        let asked = req.json()["messages"][1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        crate::llm::openai_answer(&format!("you asked: {asked}"), 12, 5)
+    })
+    .await;
     let smtp = SmtpSink::start().await;
     let mut env = TestEnv::new();
-    env.extra_config = smtp.email_config("");
+    env.extra_config = format!(
+        "{}\n{}",
+        smtp.email_config(""),
+        crate::llm::provider("openai", "openai", &model, "sk-python-e2e")
+    );
     let probe = probe();
     env.install_plugin(
         "py-granted",
@@ -63,7 +76,7 @@ async fn python_plugins_use_every_tool_are_denied_what_is_not_granted_and_fail_a
         &probe_manifest(
             "probe.run",
             &format!(
-                "kv = true\nhttp = [\"{}\"]\nemail = [\"ops@example.com\"]\nemit = [\"probe.done\"]",
+                "kv = true\nhttp = [\"{}\"]\nemail = [\"ops@example.com\"]\nemit = [\"probe.done\"]\nllm = {{ provider = \"openai\", models = [\"gpt-4o-mini\"], max_tokens_per_hour = 1000 }}",
                 api.origin()
             ),
         ),
@@ -96,6 +109,8 @@ async fn python_plugins_use_every_tool_are_denied_what_is_not_granted_and_fail_a
             ["email", "someone@example.net"],
             ["emit", "probe.done", {"n": 1}, "k1"],
             ["emit", "incident.opened", {"n": 1}],
+            ["llm", "gpt-4o-mini", "status?"],
+            ["llm", "gpt-4o", "status?"],
         ],
     });
     let id = post_id(&host, "msg_py_run", body).await;
@@ -124,6 +139,8 @@ async fn python_plugins_use_every_tool_are_denied_what_is_not_granted_and_fail_a
         "denied: recipient someone@example.net is not granted to this plugin (grants.email)",
         "ok ",
         "denied: emitting `incident.opened` is not granted to this plugin (grants.emit = [\"probe.done\"])",
+        "ok you asked: status? 12/5 stop",
+        "denied: ",
     ];
     assert_eq!(granted.len(), expect_prefix.len(), "{granted:#?}");
     for (got, want) in granted.iter().zip(expect_prefix) {
@@ -161,6 +178,12 @@ async fn python_plugins_use_every_tool_are_denied_what_is_not_granted_and_fail_a
         bare[19],
         "denied: emit is not granted to this plugin (grants.emit)"
     );
+    assert!(bare[21].starts_with("denied: "), "{}", bare[21]);
+    // The provider saw exactly the one granted call, with the key the host holds.
+    let calls = model.requests();
+    assert_eq!(calls.len(), 1, "only the granted model was called");
+    assert_eq!(calls[0].headers["authorization"], "Bearer sk-python-e2e");
+    assert_eq!(calls[0].json()["model"], "gpt-4o-mini");
     // kv spaces are per plugin: the bare probe counted from zero too.
     assert_eq!(bare[3], "ok 5");
 

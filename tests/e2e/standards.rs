@@ -588,6 +588,12 @@ async fn refusals_answer_their_reason_count_in_metrics_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilios_own_validator_signs_what_the_host_accepts() {
     let env = standards_env();
+    // A Python plugin reads the form through the SDK (`Event.form()`, `form_field()`).
+    env.install_plugin(
+        "py-sms",
+        &crate::python_build::python_plugin("tests/plugins-python/test-py-probe"),
+        "[[subscribe]]\nsource = \"sms\"\ntypes = [\"message.*\"]\n\n[limits]\nmemory_mb = 128\ntimeout_ms = 5000\n\n[grants]\nkv = true\n",
+    );
     let host = env.start().await;
     let form = "AccountSid=AC1&MessageSid=SM9f&SmsStatus=received&From=%2B15005550006&To=%2B15005550001&Body=status%3F+and+more";
     let path = "/hooks/sms?tenant=eu&retry=0";
@@ -615,6 +621,29 @@ async fn twilios_own_validator_signs_what_the_host_accepts() {
     // Twilio's retry: acknowledged, not stored again.
     let r = post_at(&host, path, &headers, form).await;
     assert_eq!(r.json["status"], "duplicate");
+    // The plugin got the fields decoded, in order (`+` and `%XX` undone).
+    let seen = crate::harness::wait_until(
+        "py-sms records the form",
+        std::time::Duration::from_secs(180),
+        || async { host.kv("py-sms", "form/twilio-idem-1").await },
+    )
+    .await;
+    let seen: Value = serde_json::from_str(&seen).expect("JSON");
+    let id = event["id"].as_str().expect("id").to_string();
+    host.wait_status(&id, "done", std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(seen["body"], "status? and more");
+    assert_eq!(
+        seen["fields"],
+        json!([
+            ["AccountSid", "AC1"],
+            ["MessageSid", "SM9f"],
+            ["SmsStatus", "received"],
+            ["From", "+15005550006"],
+            ["To", "+15005550001"],
+            ["Body", "status? and more"]
+        ])
+    );
     // Another field value, another query, another path: refused, nothing stored.
     let before = host.all_events().await;
     for (p, b) in [

@@ -1,5 +1,8 @@
 """TEST-ONLY plugin: calls the tools as the event body says and records each result.
 
+A form-encoded event from the source `sms` (Twilio) instead has its decoded fields
+stored under form/{event_id}.
+
 Body: {"ops": [[op, args...], ...], "then": "retry" | "permanent" | "raise" | "loop" |
 "memory" | "recursion" | null}. Each op's result ("ok ..." or the tool error's text) is
 stored, in order, as a JSON array under result/{event_id}/{attempt} in kv, then `then`
@@ -7,7 +10,7 @@ decides how the handler ends.
 """
 
 import agenthook
-from agenthook import config, email, events, http, kv, log
+from agenthook import config, email, events, http, kv, llm, log
 
 
 def run_op(op, args):
@@ -44,11 +47,23 @@ def run_op(op, args):
         return email.send(to=args[0], subject="probe", text="probe body")
     if op == "emit":
         return events.emit(args[0], args[1], key=args[2] if len(args) > 2 else None)
+    if op == "llm":
+        answer = llm.chat(
+            args[0],
+            [llm.system("Answer in one line."), llm.user(args[1])],
+            max_tokens=64,
+        )
+        return f"{answer.content} {answer.input_tokens}/{answer.output_tokens} {answer.finish_reason}"
     raise ValueError(f"unknown op {op}")
 
 
 @agenthook.handler
 def handle(event: agenthook.Event) -> None:
+    if event.source == "sms":
+        # A form (Twilio's source in tests/e2e/standards.rs): record the fields as the
+        # SDK decodes them.
+        kv.set_json(f"form/{event.event_id}", {"fields": event.form(), "body": event.form_field("Body")})
+        return
     plan = event.json()
     results = []
     for op, *args in plan.get("ops", []):

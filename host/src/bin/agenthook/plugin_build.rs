@@ -56,6 +56,10 @@ const PYTHON_SDK: &[(&str, &str)] = &[
         include_str!("../../../../sdk-python/agenthook/kv.py"),
     ),
     (
+        "llm.py",
+        include_str!("../../../../sdk-python/agenthook/llm.py"),
+    ),
+    (
         "log.py",
         include_str!("../../../../sdk-python/agenthook/log.py"),
     ),
