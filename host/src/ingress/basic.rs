@@ -80,13 +80,7 @@ pub fn sign(source: &SourceConfig, pair: &str, out: &Outgoing) -> Result<Signed,
             message: "give the secret as user:password".into(),
         });
     }
-    let locate = Locate::new(source).map_err(|e| SignError::Payload(e.to_string()))?;
-    let mut headers = vec![authorization(pair)];
-    headers.extend(locate.headers_for(out.event_id, out.event_type)?);
-    Ok(Signed {
-        headers,
-        body: super::edit_json(out.body, &locate.body_edits(out.event_id, out.event_type))?,
-    })
+    super::bearer::with_credential(source, authorization(pair), out)
 }
 
 #[cfg(test)]

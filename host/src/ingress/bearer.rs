@@ -57,8 +57,18 @@ pub fn authorization(token: &str) -> (String, String) {
 /// Send as a bearer-token sender: the token, and `--id`/`--type` where the source
 /// reads them.
 pub fn sign(source: &SourceConfig, token: &str, out: &Outgoing) -> Result<Signed, SignError> {
+    with_credential(source, authorization(token), out)
+}
+
+/// A request carrying `credential` (an `Authorization` header), with the event's id and
+/// type where the source reads them (shared with `basic`).
+pub(super) fn with_credential(
+    source: &SourceConfig,
+    credential: (String, String),
+    out: &Outgoing,
+) -> Result<Signed, SignError> {
     let locate = Locate::new(source).map_err(|e| SignError::Payload(e.to_string()))?;
-    let mut headers = vec![authorization(token)];
+    let mut headers = vec![credential];
     headers.extend(locate.headers_for(out.event_id, out.event_type)?);
     Ok(Signed {
         headers,
