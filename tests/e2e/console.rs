@@ -321,6 +321,11 @@ async fn sign_in_session_and_csrf_guard_every_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_filter_page_and_escape() {
     let env = console_env();
+    env.install_plugin(
+        "emitter",
+        plugins::TEST_TOOL_PROBE,
+        &manifest("probe.*", "[grants]\nkv = true\nemit = [\"chain.*\"]\n"),
+    );
     let host = env.start().await;
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -345,6 +350,23 @@ async fn pages_filter_page_and_escape() {
         let admin = host.admin;
         async move { ui(admin, Method::GET, &path, &[("cookie", &cookie)], "").await }
     };
+
+    // The event page lists the tool calls with an effect a delivery made (its journal).
+    let emitting = post_id(
+        &host,
+        "emits-once",
+        json!({"type": "probe.start", "emit": [{"type": "chain.next", "body": {"n": 1}}]}),
+    )
+    .await;
+    host.wait_status(&emitting, "done", Duration::from_secs(30))
+        .await;
+    let page = get(format!("/ui/events/{emitting}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("Tool calls with an effect") && page.text.contains("events.emit"),
+        "the journal is shown: {}",
+        page.text
+    );
 
     // Two per page, newest first, with a cursor to the older ones.
     let first = get("/ui/events?limit=2&type=order.created".into()).await;

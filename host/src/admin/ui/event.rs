@@ -1,6 +1,6 @@
 //! Event: one stored event — its payload (pretty JSON when it is JSON), headers as
-//! stored, and every delivery with its attempts on a timeline, their logs, errors and
-//! plugin version — with replay to one plugin or all of them.
+//! stored, and every delivery with its attempts on a timeline, their logs, errors,
+//! plugin version and the tool calls with an effect it made (its journal) — with replay to one plugin or all of them.
 
 use http::{Response, StatusCode};
 use maud::{Markup, html};
@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Ctx, Form, error_page, layout, redirect, respond};
 use crate::admin::event_status;
 use crate::http::Body;
-use crate::store::{AttemptOutcome, Delivery};
+use crate::store::{AttemptOutcome, Delivery, JournalEntry};
 
 pub async fn page(ctx: &Ctx, id: &str) -> Response<Body> {
     let Ok(id) = id.parse::<u64>() else {
@@ -40,6 +40,12 @@ pub async fn page(ctx: &Ctx, id: &str) -> Response<Body> {
             );
         }
     };
+    // The effectful tool calls each delivery made (its journal): few per delivery, and
+    // an unreadable journal only hides that table.
+    let mut journals = Vec::with_capacity(deliveries.len());
+    for d in &deliveries {
+        journals.push(store.journal(id, &d.plugin).await.unwrap_or_default());
+    }
     let meta = &event.meta;
     let replayed = ctx.param("replayed");
     let payload = match serde_json::from_slice::<serde_json::Value>(&event.body) {
@@ -61,8 +67,8 @@ pub async fn page(ctx: &Ctx, id: &str) -> Response<Body> {
         div #deliveries data-live="2000" {
             h2 { "Deliveries " (layout::status(event_status(&deliveries))) }
             @if deliveries.is_empty() { p.muted { "No plugin subscribed to this event when it arrived." } }
-            @for d in &deliveries {
-                (delivery(ctx, id, meta.received_at_ms, d))
+            @for (d, journal) in deliveries.iter().zip(&journals) {
+                (delivery(ctx, id, meta.received_at_ms, d, journal))
             }
             form method="post" action={ "/ui/events/" (id) "/replay" } {
                 (layout::csrf_field(&ctx.session.csrf))
@@ -93,7 +99,13 @@ pub async fn page(ctx: &Ctx, id: &str) -> Response<Body> {
     )
 }
 
-fn delivery(ctx: &Ctx, id: u64, received_at_ms: u64, d: &Delivery) -> Markup {
+fn delivery(
+    ctx: &Ctx,
+    id: u64,
+    received_at_ms: u64,
+    d: &Delivery,
+    journal: &[JournalEntry],
+) -> Markup {
     html! {
         section.card aria-label={ "Delivery to " (d.plugin) } {
             h3 { (d.plugin) " " (layout::status(d.status.as_str())) }
@@ -132,6 +144,29 @@ fn delivery(ctx: &Ctx, id: u64, received_at_ms: u64, d: &Delivery) -> Markup {
                         }
                     }
                 }
+            }
+            @if !journal.is_empty() {
+                table aria-label={ "Tool calls with an effect made for " (d.plugin) } {
+                    caption { "Tool calls with an effect (the journal: a retry gets these results back instead of repeating them)" }
+                    thead { tr {
+                        th scope="col" { "#" } th scope="col" { "Tool" } th scope="col" { "Call" }
+                        th scope="col" { "Attempt" } th scope="col" { "Recorded" }
+                    } }
+                    tbody {
+                        @for c in journal {
+                            tr {
+                                td { (c.seq) }
+                                td { code { (c.tool) } }
+                                td { code { (c.summary) } }
+                                td { (c.attempt) }
+                                td { (layout::time(c.recorded_at_ms)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @for a in d.attempts.iter().filter(|a| a.journal.is_some()) {
+                p.muted { "Attempt " (a.number) ": " (a.journal.as_deref().unwrap_or_default()) }
             }
             form method="post" action={ "/ui/events/" (id) "/replay" } {
                 (layout::csrf_field(&ctx.session.csrf))
