@@ -320,7 +320,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let (r, n) = (&redb.load, &on_nats.load);
     suite.report.add(Section {
         key: "cluster_ingest",
-        title: format!("10a. Ingest on NATS JetStream (3 nodes, replicas 3) vs redb, one host, closed loop c={CONCURRENCY}"),
+        title: format!("11a. Ingest on NATS JetStream (3 nodes, replicas 3) vs redb, one host, closed loop c={CONCURRENCY}"),
         notes: vec![
             "Same host binary and load; only `[store] backend` differs. NATS: an event is acknowledged after a dedup-bucket read, the stream publish (acked by 2 of 3 servers) and the dedup-key create.".into(),
         ],
@@ -339,7 +339,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let bucket = dedup_point(&nats, true, duration, size).await?;
     suite.report.add(Section {
         key: "cluster_dedup",
-        title: format!("10c. JetStream dedup per event, client direct, c={CONCURRENCY}, 3 nodes, replicas 3"),
+        title: format!("11c. JetStream dedup per event, client direct, c={CONCURRENCY}, 3 nodes, replicas 3"),
         notes: vec![
             "`Nats-Msg-Id` only: the server remembers each id for the stream's duplicate window, in memory. + bucket: a read and a create-if-absent in a KV bucket whose max age is the dedup window (7 days by default), on disk.".into(),
         ],
@@ -368,7 +368,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     };
     suite.report.add(Section {
         key: "cluster_hosts",
-        title: "10b. One vs three hosts on one NATS deployment, no-op plugin, closed loop c=64 split over the hosts".into(),
+        title: "11b. One vs three hosts on one NATS deployment, no-op plugin, closed loop c=64 split over the hosts".into(),
         notes: vec![
             "Done/s: events acknowledged / (load start → every delivery done). Share: each host's `done` attempts. Hosts, NATS servers and the load generator share this machine's cores.".into(),
         ],

@@ -137,7 +137,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     rows[4..].iter().for_each(show);
     suite.report.add(Section {
         key: "python",
-        title: "8. Python plugins: a Python no-op beside the Rust no-op".into(),
+        title: "10. Python plugins: a Python no-op beside the Rust no-op".into(),
         notes: vec![format!(
             "`tests/plugins-python/test-py-noop` ({:.1} MB, built by `agenthook plugin build` with componentize-py) against `tests/plugins/test-noop` ({:.0} KB), both with `limits.memory_mb = 128`, in the same run. Per delivery: `Runtime::call` in process with the host's pooling allocator (as scenario 3). End to end: the real host, one plugin named `noop`, `max_concurrency = {}`, {} s closed loop at c=64 (as scenario 2). Loaded: {PLUGINS} copies made distinct by a custom section, so each is compiled and kept separately.",
             python.len() as f64 / 1e6,
