@@ -5,6 +5,8 @@
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::{Deserialize, Serialize};
 
+use super::StoreError;
+
 /// The host's own id of a stored event; assigned in arrival order, never reused.
 pub type EventId = u64;
 
@@ -324,4 +326,32 @@ impl CommitStats {
         self.batch_size.observe(writes as f64);
         self.seconds.observe(took.as_secs_f64());
     }
+}
+
+/// An event as both backends store it, in one value: the header's length (u32,
+/// little-endian), the header as JSON, then the body exactly as received and verified.
+pub(crate) fn encode_record<H: Serialize>(header: &H, body: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(header).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let len = u32::try_from(json.len())
+        .map_err(|_| StoreError::Corrupt("event metadata over 4 GiB".into()))?;
+    let mut out = Vec::with_capacity(4 + json.len() + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// The header and body of a record [`encode_record`] made.
+pub(crate) fn decode_record<H: serde::de::DeserializeOwned>(
+    record: &[u8],
+) -> Result<(H, &[u8]), StoreError> {
+    let short = || StoreError::Corrupt("event record is truncated".into());
+    let len_bytes: [u8; 4] = record
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(short)?;
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let json = record.get(4..4 + len).ok_or_else(short)?;
+    let header = serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((header, &record[4 + len..]))
 }

@@ -139,29 +139,15 @@ fn parse_kv_key(key: &str) -> Option<(String, String)> {
 }
 
 fn encode_event(meta: &EventMeta, plugins: &[String], body: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let json = serde_json::to_vec(&EventHeader {
+    let header = EventHeader {
         meta: meta.clone(),
         plugins: plugins.to_vec(),
-    })
-    .map_err(corrupt)?;
-    let len = u32::try_from(json.len()).map_err(|_| corrupt("event metadata over 4 GiB"))?;
-    let mut out = Vec::with_capacity(4 + json.len() + body.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(body);
-    Ok(out)
+    };
+    super::model::encode_record(&header, body)
 }
 
 fn decode_event(record: &[u8]) -> Result<(EventHeader, &[u8]), StoreError> {
-    let short = || StoreError::Corrupt("event message is truncated".into());
-    let len_bytes: [u8; 4] = record
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(short)?;
-    let len = u32::from_le_bytes(len_bytes) as usize;
-    let json = record.get(4..4 + len).ok_or_else(short)?;
-    let header = serde_json::from_slice(json).map_err(corrupt)?;
-    Ok((header, &record[4 + len..]))
+    super::model::decode_record(record)
 }
 
 /// This host's name: configured, or the machine's host name.

@@ -483,27 +483,12 @@ fn read_deliveries(
 /// An event record: the metadata's length (u32, little-endian), the metadata as JSON,
 /// then the body.
 fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let json = serde_json::to_vec(meta).map_err(corrupt)?;
-    let len = u32::try_from(json.len())
-        .map_err(|_| StoreError::Corrupt("event metadata over 4 GiB".into()))?;
-    let mut out = Vec::with_capacity(4 + json.len() + body.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(body);
-    Ok(out)
+    encode_record(meta, body)
 }
 
 /// The metadata and body of an event record.
 fn decode_event(record: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
-    let short = || StoreError::Corrupt("event record is truncated".into());
-    let len_bytes: [u8; 4] = record
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(short)?;
-    let len = u32::from_le_bytes(len_bytes) as usize;
-    let json = record.get(4..4 + len).ok_or_else(short)?;
-    let meta = serde_json::from_slice(json).map_err(corrupt)?;
-    Ok((meta, &record[4 + len..]))
+    decode_record(record)
 }
 
 #[cfg(test)]
